@@ -1,0 +1,254 @@
+//! Every number the stack is built with, in one place.
+//!
+//! Two kinds of numbers live here:
+//! - the *default contract* (addresses, MAC, ports) that the README, the docs,
+//!   the tests and `hostnet` rely on; change them only through an issue;
+//! - the *sizes* of every buffer and pool. The stack allocates nothing at run
+//!   time: these constants are the whole memory it will ever use, and
+//!   [`crate::stack::RamBudget`] adds them up so the binary can print it.
+//!
+//! It also holds the parsers for the values a user may type (MAC, CIDR,
+//! port), so that the same rules apply on Linux and on a microcontroller.
+
+use core::fmt;
+
+use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
+
+// ---------------------------------------------------------------------------
+// The default contract (see README, "Defaults").
+// ---------------------------------------------------------------------------
+
+/// RFC 862 echo.
+pub const ECHO_PORT: u16 = 7;
+/// The lessons' upper-case service.
+pub const UPPER_PORT: u16 = 11111;
+
+/// The TAP interface the binary attaches to unless told otherwise.
+pub const DEFAULT_TAP: &str = "tap0";
+
+/// The stack's MAC: the locally administered bit (0x02) is set, so it can
+/// never clash with a vendor-assigned address (IEEE 802, section 9.2).
+pub const STACK_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
+/// The stack's IPv4 address on the TAP subnet (RFC 1918 private range).
+pub const STACK_IPV4: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(192, 168, 69, 1), 24);
+/// The stack's IPv6 address, in a unique local prefix (RFC 4193).
+pub const STACK_IPV6: Ipv6Cidr =
+    Ipv6Cidr::new(Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1), 64);
+/// The host's side of the TAP, which is also the stack's default gateway.
+pub const HOST_IPV4: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(192, 168, 69, 100), 24);
+/// The host's IPv6 side of the TAP, also the stack's default IPv6 gateway.
+pub const HOST_IPV6: Ipv6Cidr =
+    Ipv6Cidr::new(Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 0x100), 64);
+
+// ---------------------------------------------------------------------------
+// Sizes. Each buffer is a named constant with the reason for its size.
+// ---------------------------------------------------------------------------
+
+/// Services the stack runs (echo, upper-case); each has a TCP pool and a UDP socket.
+pub const SERVICE_COUNT: usize = 2;
+
+/// TCP connections each service holds at once. The issue asks for 16; the
+/// other 8 are margin for sockets still finishing a close (LAST-ACK) while
+/// back-to-back clients arrive.
+pub const TCP_SOCKETS_PER_SERVICE: usize = 24;
+/// Receive buffer per TCP socket: the advertised window. 16 KiB holds about
+/// eleven full-size segments at MTU 1500, enough to keep a TAP busy.
+pub const TCP_RX_BUFFER: usize = 16 * 1024;
+/// Transmit buffer per TCP socket: holds what the service has answered but
+/// the peer has not yet acknowledged. Same size as the window it answers.
+pub const TCP_TX_BUFFER: usize = 16 * 1024;
+
+/// Datagrams one UDP socket can queue in each direction.
+pub const UDP_PACKET_SLOTS: usize = 32;
+/// Payload bytes one UDP socket can queue when receiving. Large enough for a
+/// burst of full-size datagrams at MTU 1500 (32 x 1472 is about 46 KiB would
+/// be the worst case; 16 KiB absorbs the bursts the tests and tools send).
+pub const UDP_RX_BUFFER: usize = 16 * 1024;
+/// Payload bytes one UDP socket can queue when sending. Equal to the receive
+/// side, so any datagram that was received can always be answered.
+pub const UDP_TX_BUFFER: usize = UDP_RX_BUFFER;
+
+/// The services' work buffer: bytes move socket -> scratch -> transform ->
+/// socket. It must hold the largest UDP datagram a socket can receive.
+pub const SCRATCH_BUFFER: usize = UDP_RX_BUFFER;
+
+/// TCP sockets in all pools.
+pub const TCP_SOCKET_COUNT: usize = SERVICE_COUNT * TCP_SOCKETS_PER_SERVICE;
+/// UDP sockets: one per service.
+pub const UDP_SOCKET_COUNT: usize = SERVICE_COUNT;
+/// Slots in the socket set.
+pub const SOCKET_COUNT: usize = TCP_SOCKET_COUNT + UDP_SOCKET_COUNT;
+
+/// How often an idle TCP connection is probed (RFC 1122 keep-alive), so a
+/// peer that vanished is noticed and its pool slot freed.
+pub const TCP_KEEP_ALIVE_SECS: u64 = 30;
+/// How long a TCP connection may go without an acknowledgement (data or
+/// keep-alive) before it is aborted and its slot returned to the pool.
+pub const TCP_TIMEOUT_SECS: u64 = 90;
+
+/// Upper bound on service/interface rounds in one [`crate::stack::Stack::poll`]:
+/// keeps the work of one poll bounded under a flood.
+pub const MAX_POLL_ROUNDS: usize = 8;
+
+// ---------------------------------------------------------------------------
+// Parsers for values a user types.
+// ---------------------------------------------------------------------------
+
+/// Why a value typed by a user was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Not six hex bytes separated by `:` or `-`.
+    Mac,
+    /// A multicast MAC (lowest bit of the first byte set) cannot be a host's address.
+    MacNotUnicast,
+    /// Not an IPv4 address.
+    Ipv4,
+    /// Not an IPv6 address.
+    Ipv6,
+    /// A CIDR without `/prefix`, or with a prefix that is not a number.
+    CidrForm,
+    /// The prefix is longer than the address (32 for IPv4, 128 for IPv6).
+    PrefixTooLong,
+    /// Not a number from 1 to 65535.
+    Port,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Mac => "expected a MAC address like 02:00:00:00:00:01",
+            Self::MacNotUnicast => {
+                "a multicast MAC cannot be an interface address (the first byte must be even, e.g. 02:...)"
+            }
+            Self::Ipv4 => "expected an IPv4 address like 192.168.69.1",
+            Self::Ipv6 => "expected an IPv6 address like fdaa::1",
+            Self::CidrForm => "expected ADDRESS/PREFIX, like 192.168.69.1/24 or fdaa::1/64",
+            Self::PrefixTooLong => "the prefix length is too long (at most 32 for IPv4, 128 for IPv6)",
+            Self::Port => "expected a port number from 1 to 65535",
+        })
+    }
+}
+
+impl core::error::Error for ParseError {}
+
+/// Parses `02:00:00:00:00:01` (or with `-`), and accepts only unicast MACs.
+pub fn parse_mac(s: &str) -> Result<EthernetAddress, ParseError> {
+    let sep = if s.contains('-') { '-' } else { ':' };
+    let mut bytes = [0u8; 6];
+    let mut parts = s.split(sep);
+    for byte in bytes.iter_mut() {
+        let part = parts.next().ok_or(ParseError::Mac)?;
+        if part.is_empty() || part.len() > 2 {
+            return Err(ParseError::Mac);
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| ParseError::Mac)?;
+    }
+    if parts.next().is_some() {
+        return Err(ParseError::Mac);
+    }
+    let mac = EthernetAddress(bytes);
+    if !mac.is_unicast() {
+        return Err(ParseError::MacNotUnicast);
+    }
+    Ok(mac)
+}
+
+fn split_cidr(s: &str, max_prefix: u8) -> Result<(&str, u8), ParseError> {
+    let (addr, prefix) = s.split_once('/').ok_or(ParseError::CidrForm)?;
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseError::CidrForm);
+    }
+    let prefix: u8 = prefix.parse().map_err(|_| ParseError::PrefixTooLong)?;
+    if prefix > max_prefix {
+        return Err(ParseError::PrefixTooLong);
+    }
+    Ok((addr, prefix))
+}
+
+/// Parses an IPv4 address.
+pub fn parse_ipv4(s: &str) -> Result<Ipv4Address, ParseError> {
+    s.parse().map_err(|_| ParseError::Ipv4)
+}
+
+/// Parses an IPv6 address.
+pub fn parse_ipv6(s: &str) -> Result<Ipv6Address, ParseError> {
+    s.parse().map_err(|_| ParseError::Ipv6)
+}
+
+/// Parses `192.168.69.1/24`.
+pub fn parse_ipv4_cidr(s: &str) -> Result<Ipv4Cidr, ParseError> {
+    let (addr, prefix) = split_cidr(s, 32)?;
+    Ok(Ipv4Cidr::new(parse_ipv4(addr)?, prefix))
+}
+
+/// Parses `fdaa::1/64`.
+pub fn parse_ipv6_cidr(s: &str) -> Result<Ipv6Cidr, ParseError> {
+    let (addr, prefix) = split_cidr(s, 128)?;
+    Ok(Ipv6Cidr::new(parse_ipv6(addr)?, prefix))
+}
+
+/// Parses a port from 1 to 65535 (0 means "any" to sockets, never a service).
+pub fn parse_port(s: &str) -> Result<u16, ParseError> {
+    match s.parse::<u16>() {
+        Ok(0) | Err(_) => Err(ParseError::Port),
+        Ok(port) => Ok(port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_parse_and_display_round_trip() {
+        let mac = parse_mac("02:00:00:00:00:01").unwrap();
+        assert_eq!(mac, STACK_MAC);
+        let mut text = heapless::String::<32>::new();
+        fmt::write(&mut text, format_args!("{mac}")).unwrap();
+        assert_eq!(text.as_str(), "02-00-00-00-00-01");
+        assert_eq!(parse_mac(&text), Ok(STACK_MAC));
+        assert_eq!(parse_mac("2:0:0:0:0:a"), Ok(EthernetAddress([2, 0, 0, 0, 0, 10])));
+    }
+
+    #[test]
+    fn mac_rejects_bad_forms() {
+        for bad in ["", "02:00:00:00:00", "02:00:00:00:00:01:02", "02:00:00:00:00:zz", "020:0:0:0:0:1", "02::00:00:00:01"] {
+            assert_eq!(parse_mac(bad), Err(ParseError::Mac), "{bad:?}");
+        }
+        assert_eq!(parse_mac("01:00:5e:00:00:01"), Err(ParseError::MacNotUnicast));
+        assert_eq!(parse_mac("ff:ff:ff:ff:ff:ff"), Err(ParseError::MacNotUnicast));
+    }
+
+    #[test]
+    fn cidr_parse() {
+        assert_eq!(parse_ipv4_cidr("192.168.69.1/24"), Ok(STACK_IPV4));
+        assert_eq!(parse_ipv6_cidr("fdaa::1/64"), Ok(STACK_IPV6));
+        assert_eq!(parse_ipv4_cidr("192.168.69.1"), Err(ParseError::CidrForm));
+        assert_eq!(parse_ipv4_cidr("192.168.69.1/"), Err(ParseError::CidrForm));
+        assert_eq!(parse_ipv4_cidr("192.168.69.1/+4"), Err(ParseError::CidrForm));
+        assert_eq!(parse_ipv4_cidr("192.168.69.1/33"), Err(ParseError::PrefixTooLong));
+        assert_eq!(parse_ipv4_cidr("192.168.69.1/999"), Err(ParseError::PrefixTooLong));
+        assert_eq!(parse_ipv4_cidr("192.168.69/24"), Err(ParseError::Ipv4));
+        assert_eq!(parse_ipv6_cidr("fdaa::1/129"), Err(ParseError::PrefixTooLong));
+        assert_eq!(parse_ipv6_cidr("fdaa:::1/64"), Err(ParseError::Ipv6));
+        assert_eq!(parse_ipv6_cidr("192.168.69.1/24"), Err(ParseError::Ipv6));
+    }
+
+    #[test]
+    fn port_parse() {
+        assert_eq!(parse_port("7"), Ok(7));
+        assert_eq!(parse_port("65535"), Ok(65535));
+        for bad in ["0", "65536", "-1", "", "seven", " 7"] {
+            assert_eq!(parse_port(bad), Err(ParseError::Port), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn contract_is_consistent() {
+        assert!(STACK_IPV4.contains_addr(&HOST_IPV4.address()));
+        assert!(STACK_IPV6.contains_addr(&HOST_IPV6.address()));
+        assert!(STACK_MAC.is_unicast() && STACK_MAC.is_local());
+        assert_ne!(ECHO_PORT, UPPER_PORT);
+    }
+}

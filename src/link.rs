@@ -1,0 +1,48 @@
+//! Link layer: Ethernet II over the TAP, with the stack's own MAC.
+//!
+//! The TAP hands the stack whole Ethernet frames, exactly as a NIC driver
+//! would on a microcontroller. This module owns the checks on what the device
+//! says about itself (medium, MTU) and the interface configuration that
+//! carries the MAC. ARP (IPv4) and NDP (IPv6) resolve neighbours on top of it;
+//! they are configured with the addresses in [`crate::network`].
+
+use smoltcp::iface;
+use smoltcp::phy::{DeviceCapabilities, Medium};
+use smoltcp::wire::{EthernetAddress, HardwareAddress};
+
+use crate::stack::ConfigError;
+
+/// Ethernet II header: destination, source, EtherType (IEEE 802.3).
+pub const ETHERNET_HEADER_LEN: usize = 14;
+
+/// The smallest IP MTU the stack accepts: IPv6 requires every link to carry
+/// 1280-byte packets (RFC 8200, section 5).
+pub const MIN_IP_MTU: usize = 1280;
+
+/// The link's IP MTU (what `ip link` shows) from the device's frame MTU.
+pub fn ip_mtu(caps: &DeviceCapabilities) -> usize {
+    caps.max_transmission_unit.saturating_sub(ETHERNET_HEADER_LEN)
+}
+
+/// Checks that the device is an Ethernet device with a usable MTU.
+pub fn check_device(caps: &DeviceCapabilities) -> Result<(), ConfigError> {
+    if caps.medium != Medium::Ethernet {
+        return Err(ConfigError::NotEthernet);
+    }
+    if ip_mtu(caps) < MIN_IP_MTU {
+        return Err(ConfigError::MtuTooSmall(ip_mtu(caps)));
+    }
+    Ok(())
+}
+
+/// The interface configuration: the MAC and the seed for TCP initial
+/// sequence numbers and ephemeral ports (different on every start).
+pub fn interface_config(mac: EthernetAddress, random_seed: u64) -> Result<iface::Config, ConfigError> {
+    // smoltcp panics on a multicast MAC: refuse it here with an error instead.
+    if !mac.is_unicast() {
+        return Err(ConfigError::MacNotUnicast);
+    }
+    let mut config = iface::Config::new(HardwareAddress::Ethernet(mac));
+    config.random_seed = random_seed;
+    Ok(config)
+}

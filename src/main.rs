@@ -1,0 +1,2 @@
+//! tapstack binary (work in progress).
+fn main() {}

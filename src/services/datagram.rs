@@ -1,0 +1,75 @@
+//! The UDP adapter: one datagram in, one datagram out, to the sender.
+//!
+//! Guarantees, for one call of [`serve`]:
+//! - each datagram is answered whole, from the address it was sent to, or
+//!   stays queued until the transmit buffer has room (never truncated);
+//! - datagrams whose source could not be a single host (multicast, broadcast,
+//!   unspecified) are dropped, so the stack cannot be used to amplify a
+//!   spoofed packet onto a whole subnet.
+
+use smoltcp::socket::udp::{SendError, Socket, UdpMetadata};
+use smoltcp::wire::IpAddress;
+
+use super::Transform;
+
+/// What one call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Datagrams answered.
+    pub answered: usize,
+    /// Datagrams dropped (bad source, or too large to answer).
+    pub dropped: usize,
+}
+
+impl Progress {
+    /// True when the call queued or dropped anything.
+    pub fn any(&self) -> bool {
+        self.answered > 0 || self.dropped > 0
+    }
+}
+
+/// Serves one UDP socket. `is_peer` tells whether a source address may be
+/// answered (see [`crate::network::is_unicast_peer`]).
+pub fn serve(
+    socket: &mut Socket<'_>,
+    scratch: &mut [u8],
+    transform: Transform,
+    is_peer: impl Fn(&IpAddress) -> bool,
+) -> Progress {
+    let mut progress = Progress::default();
+    loop {
+        // Peek first: the datagram leaves the receive queue only once its
+        // answer is queued, so a full transmit buffer delays, never drops.
+        let (len, request) = match socket.peek() {
+            Ok((payload, meta)) if payload.len() <= scratch.len() && is_peer(&meta.endpoint.addr) => {
+                scratch[..payload.len()].copy_from_slice(payload);
+                (payload.len(), *meta)
+            }
+            Ok(_) => {
+                let _ = socket.recv();
+                progress.dropped += 1;
+                continue;
+            }
+            Err(_) => break,
+        };
+        let datagram = &mut scratch[..len];
+        transform(datagram);
+        let reply = UdpMetadata {
+            endpoint: request.endpoint,
+            local_address: request.local_address,
+            meta: Default::default(),
+        };
+        match socket.send_slice(datagram, reply) {
+            Ok(()) => {
+                let _ = socket.recv();
+                progress.answered += 1;
+            }
+            Err(SendError::BufferFull) => break, // answered after the next egress
+            Err(SendError::Unaddressable) => {
+                let _ = socket.recv();
+                progress.dropped += 1;
+            }
+        }
+    }
+    progress
+}

@@ -1,0 +1,76 @@
+//! The TCP adapter: moves bytes from a socket's receive buffer through a
+//! [`Transform`](super::Transform) into the same socket's transmit buffer.
+//!
+//! Guarantees, for one call of [`serve`]:
+//! - every readable byte is moved unless the transmit buffer is full, in which
+//!   case the rest stays in the receive buffer and the window closes: flow
+//!   control, never a loss;
+//! - when the peer has closed its side (FIN received, CLOSE-WAIT) and every
+//!   byte it sent has been answered, the socket is closed in the same call, so
+//!   smoltcp sends the FIN with the last data (a separate, late FIN is easily
+//!   dropped by a Linux client that closes at once, leaving the socket in
+//!   LAST-ACK for a retransmission about a second later);
+//! - a socket that has finished (CLOSED, or TIME-WAIT) listens again at once,
+//!   so the pool is re-armed before the next frame is read.
+
+use smoltcp::socket::tcp::{Socket, State};
+
+use super::Transform;
+
+/// What one call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes moved from the receive to the transmit buffer.
+    pub bytes: usize,
+    /// The socket was closed (FIN queued) or re-armed as a listener.
+    pub state_changed: bool,
+}
+
+impl Progress {
+    /// True when the call changed anything that must go out on the wire.
+    pub fn any(&self) -> bool {
+        self.bytes > 0 || self.state_changed
+    }
+}
+
+/// Serves one TCP socket of a service pool listening on `port`.
+pub fn serve(socket: &mut Socket<'_>, port: u16, scratch: &mut [u8], transform: Transform) -> Progress {
+    let mut progress = Progress::default();
+
+    if !socket.is_open() {
+        // CLOSED after LAST-ACK or a reset, or TIME-WAIT: take the next client.
+        // `listen` only fails for port 0 or an open socket, neither possible here.
+        progress.state_changed = socket.listen(port).is_ok();
+        return progress;
+    }
+
+    while socket.can_recv() && socket.may_send() {
+        let room = socket.send_capacity() - socket.send_queue();
+        let want = room.min(scratch.len());
+        if want == 0 {
+            break; // the peer is not reading: keep the rest, the window closes
+        }
+        let chunk = &mut scratch[..want];
+        let got = match socket.recv_slice(chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(got) => got,
+        };
+        transform(&mut chunk[..got]);
+        // `room >= got`, so the whole chunk fits: `send_slice` cannot fall short.
+        match socket.send_slice(&chunk[..got]) {
+            Ok(sent) if sent == got => progress.bytes += got,
+            _ => {
+                // Unreachable by the check above; refuse to lose bytes silently.
+                socket.abort();
+                progress.state_changed = true;
+                return progress;
+            }
+        }
+    }
+
+    if socket.state() == State::CloseWait && socket.recv_queue() == 0 {
+        socket.close();
+        progress.state_changed = true;
+    }
+    progress
+}

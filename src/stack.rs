@@ -1,0 +1,392 @@
+//! The stack: one smoltcp [`Interface`], its sockets, and the services on them.
+//!
+//! [`Stack`] owns the interface and the socket set; the caller owns the
+//! device and the clock. Everything is driven by [`Stack::poll`], which
+//! receives what the device holds, runs the services, transmits, and returns
+//! how long the caller may sleep. That makes the same core run under the TAP
+//! binary (sleeping in `poll(2)`), under a virtual clock in tests, and in a
+//! microcontroller's main loop.
+//!
+//! All memory comes from [`Resources`], a plain struct of fixed arrays that
+//! the caller places where it likes (a `static`, in `.bss`): the stack never
+//! allocates, and [`RamBudget`] says how much it uses before it starts.
+
+use core::fmt;
+use core::mem::size_of;
+
+use smoltcp::iface::{Interface, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::phy::Device;
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, Ipv6Address};
+
+use crate::config::{
+    self, MAX_POLL_ROUNDS, SCRATCH_BUFFER, SERVICE_COUNT, SOCKET_COUNT, TCP_RX_BUFFER,
+    TCP_SOCKET_COUNT, TCP_SOCKETS_PER_SERVICE, TCP_TX_BUFFER, UDP_PACKET_SLOTS, UDP_RX_BUFFER,
+    UDP_SOCKET_COUNT, UDP_TX_BUFFER,
+};
+use crate::network::{self, Addresses};
+use crate::services::{self, Service};
+use crate::transport::{TcpBuffers, UdpBuffers};
+use crate::link;
+
+/// What the stack is told at start: link and network settings, service ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// The stack's MAC.
+    pub mac: EthernetAddress,
+    /// Addresses and gateways.
+    pub addresses: Addresses,
+    /// Port of the echo service.
+    pub echo_port: u16,
+    /// Port of the upper-case service.
+    pub upper_port: u16,
+    /// Seed for TCP initial sequence numbers; use a different one each start.
+    pub random_seed: u64,
+}
+
+impl Default for Settings {
+    /// The default contract of README and docs.
+    fn default() -> Self {
+        Self {
+            mac: config::STACK_MAC,
+            addresses: Addresses {
+                ipv4: config::STACK_IPV4,
+                gateway4: Some(config::HOST_IPV4.address()),
+                ipv6: config::STACK_IPV6,
+                gateway6: Some(config::HOST_IPV6.address()),
+            },
+            echo_port: config::ECHO_PORT,
+            upper_port: config::UPPER_PORT,
+            random_seed: 0,
+        }
+    }
+}
+
+/// Why the stack could not be set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The device is not an Ethernet device.
+    NotEthernet,
+    /// The device's IP MTU (given) is below IPv6's 1280 bytes.
+    MtuTooSmall(usize),
+    /// The MAC is a multicast address.
+    MacNotUnicast,
+    /// The IPv4 address is not a host address of its subnet.
+    Ipv4NotHost,
+    /// The IPv6 address is not a unicast host address.
+    Ipv6NotHost,
+    /// The IPv4 gateway is not another host on the stack's subnet.
+    Gateway4OffLink,
+    /// The IPv6 gateway is not another host on the stack's prefix or link-local.
+    Gateway6OffLink,
+    /// A service port is 0, or two services share one.
+    BadPorts,
+    /// More addresses than `iface-max-addr-count` (a build setting).
+    TooManyAddresses,
+    /// More routes than `iface-max-route-count` (a build setting).
+    TooManyRoutes,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotEthernet => f.write_str("the device is not an Ethernet (TAP) device"),
+            Self::MtuTooSmall(mtu) => write!(
+                f,
+                "the link MTU is {mtu}, below the {} bytes IPv6 needs: raise it with `ip link set DEV mtu 1500`",
+                link::MIN_IP_MTU
+            ),
+            Self::MacNotUnicast => f.write_str("the MAC is a multicast address; use one whose first byte is even, like 02:00:00:00:00:01"),
+            Self::Ipv4NotHost => f.write_str("the IPv4 address is not a host address of its subnet (not the network, broadcast, multicast, loopback or 0.0.0.0)"),
+            Self::Ipv6NotHost => f.write_str("the IPv6 address is not a unicast host address"),
+            Self::Gateway4OffLink => f.write_str("the IPv4 gateway must be another address on the stack's subnet"),
+            Self::Gateway6OffLink => f.write_str("the IPv6 gateway must be another address on the stack's prefix, or link-local"),
+            Self::BadPorts => f.write_str("each service needs its own port from 1 to 65535"),
+            Self::TooManyAddresses => f.write_str("more addresses than the interface was built for (smoltcp iface-max-addr-count)"),
+            Self::TooManyRoutes => f.write_str("more routes than the interface was built for (smoltcp iface-max-route-count)"),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// All the memory the stack's sockets use, as fixed arrays.
+///
+/// `Resources::new()` is a `const fn`, so a firmware (or the binary) puts it
+/// in a `static` and the linker reserves it in `.bss`: nothing is built on the
+/// stack or the heap.
+pub struct Resources<'a> {
+    sockets: [SocketStorage<'a>; SOCKET_COUNT],
+    tcp: [TcpBuffers; TCP_SOCKET_COUNT],
+    udp: [UdpBuffers; UDP_SOCKET_COUNT],
+    scratch: [u8; SCRATCH_BUFFER],
+}
+
+impl Resources<'_> {
+    /// Empty resources.
+    pub const fn new() -> Self {
+        Self {
+            sockets: [SocketStorage::EMPTY; SOCKET_COUNT],
+            tcp: [const { TcpBuffers::new() }; TCP_SOCKET_COUNT],
+            udp: [const { UdpBuffers::new() }; UDP_SOCKET_COUNT],
+            scratch: [0; SCRATCH_BUFFER],
+        }
+    }
+}
+
+impl Default for Resources<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A service and the sockets it was given.
+struct Bound {
+    service: Service,
+    tcp: heapless::Vec<SocketHandle, TCP_SOCKETS_PER_SERVICE>,
+    udp: SocketHandle,
+}
+
+/// The TCP/IP stack: interface, sockets, services.
+pub struct Stack<'a> {
+    iface: Interface,
+    sockets: SocketSet<'a>,
+    services: heapless::Vec<Bound, SERVICE_COUNT>,
+    scratch: &'a mut [u8; SCRATCH_BUFFER],
+    addresses: Addresses,
+    mac: EthernetAddress,
+}
+
+impl<'a> Stack<'a> {
+    /// Configures the layers on `device` and starts every service.
+    pub fn new<D: Device + ?Sized>(
+        settings: &Settings,
+        resources: &'a mut Resources<'a>,
+        device: &mut D,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        link::check_device(&device.capabilities())?;
+        let ports = [settings.echo_port, settings.upper_port];
+        if ports.contains(&0) || settings.echo_port == settings.upper_port {
+            return Err(ConfigError::BadPorts);
+        }
+        network::check(&settings.addresses)?;
+
+        let mut iface = Interface::new(link::interface_config(settings.mac, settings.random_seed)?, device, now);
+        network::configure(&mut iface, settings.mac, &settings.addresses)?;
+
+        let Resources { sockets, tcp, udp, scratch } = resources;
+        let mut set = SocketSet::new(&mut sockets[..]);
+        let mut tcp = tcp.iter_mut();
+        let mut udp = udp.iter_mut();
+        let mut services = heapless::Vec::new();
+        for service in [Service::echo(settings.echo_port), Service::upper(settings.upper_port)] {
+            let mut handles = heapless::Vec::new();
+            for buffers in tcp.by_ref().take(TCP_SOCKETS_PER_SERVICE) {
+                let mut socket = buffers.socket();
+                // Port is non-zero (checked above) and the socket is new: cannot fail.
+                socket.listen(service.port).map_err(|_| ConfigError::BadPorts)?;
+                // Both bounds are the same constant: a push cannot overflow.
+                let _ = handles.push(set.add(socket));
+            }
+            let mut socket = udp.next().ok_or(ConfigError::BadPorts)?.socket();
+            socket.bind(service.port).map_err(|_| ConfigError::BadPorts)?;
+            let udp = set.add(socket);
+            // SERVICE_COUNT services in a Vec of SERVICE_COUNT: cannot overflow.
+            let _ = services.push(Bound { service, tcp: handles, udp });
+        }
+        Ok(Self { iface, sockets: set, services, scratch, addresses: settings.addresses, mac: settings.mac })
+    }
+
+    /// Receives every frame the device holds, serves every socket, transmits,
+    /// and returns how long the caller may wait before the next call (`None`:
+    /// until a frame arrives). Bounded: at most [`MAX_POLL_ROUNDS`] rounds;
+    /// if there is still work after that it returns a zero delay.
+    pub fn poll<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> Option<Duration> {
+        for _ in 0..MAX_POLL_ROUNDS {
+            self.iface.poll(now, device, &mut self.sockets);
+            if !self.serve() {
+                return self.iface.poll_delay(now, &self.sockets);
+            }
+        }
+        Some(Duration::ZERO)
+    }
+
+    /// Runs every service over its sockets once. True if anything moved.
+    fn serve(&mut self) -> bool {
+        let mut busy = false;
+        for bound in &self.services {
+            let transform = bound.service.transform;
+            for &handle in &bound.tcp {
+                let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+                busy |= services::stream::serve(socket, bound.service.port, &mut self.scratch[..], transform).any();
+            }
+            let iface = &self.iface;
+            let socket = self.sockets.get_mut::<udp::Socket>(bound.udp);
+            let is_peer = |addr: &_| network::is_unicast_peer(iface, addr);
+            busy |= services::datagram::serve(socket, &mut self.scratch[..], transform, is_peer).any();
+        }
+        busy
+    }
+
+    /// The smoltcp interface (addresses, routes, neighbours).
+    pub fn iface(&self) -> &Interface {
+        &self.iface
+    }
+
+    /// The services the stack runs, in start-up order.
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.services.iter().map(|b| &b.service)
+    }
+
+    /// Connections of the service on `port` that are past LISTEN (SYN-RECEIVED
+    /// up to TIME-WAIT), that is, pool slots in use.
+    pub fn tcp_in_use(&self, port: u16) -> usize {
+        self.services
+            .iter()
+            .filter(|b| b.service.port == port)
+            .flat_map(|b| b.tcp.iter())
+            .filter(|&&h| !matches!(self.sockets.get::<tcp::Socket>(h).state(), tcp::State::Listen | tcp::State::Closed))
+            .count()
+    }
+
+    /// The addresses and gateways the stack was configured with.
+    pub fn addresses(&self) -> &Addresses {
+        &self.addresses
+    }
+
+    /// The IPv6 link-local address, derived from the MAC.
+    pub fn link_local(&self) -> Ipv6Address {
+        network::link_local(self.mac)
+    }
+}
+
+/// The stack's whole RAM, computed from the constants in [`crate::config`]
+/// and the sizes of smoltcp's types, at compile time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RamBudget {
+    /// TCP receive and transmit buffers, all pools.
+    pub tcp_buffers: usize,
+    /// UDP payload buffers and datagram metadata, all sockets.
+    pub udp_buffers: usize,
+    /// The socket set: each slot holds one socket's state machine.
+    pub socket_storage: usize,
+    /// The services' work buffer.
+    pub scratch: usize,
+    /// The interface (addresses, routes, neighbour cache) and the service table.
+    pub stack: usize,
+}
+
+impl RamBudget {
+    /// The budget of this build.
+    pub const fn of_this_build() -> Self {
+        Self {
+            tcp_buffers: TCP_SOCKET_COUNT * size_of::<TcpBuffers>(),
+            udp_buffers: UDP_SOCKET_COUNT * size_of::<UdpBuffers>(),
+            socket_storage: SOCKET_COUNT * size_of::<SocketStorage<'static>>(),
+            scratch: SCRATCH_BUFFER,
+            stack: size_of::<Stack<'static>>(),
+        }
+    }
+
+    /// Everything together.
+    pub const fn total(&self) -> usize {
+        self.tcp_buffers + self.udp_buffers + self.socket_storage + self.scratch + self.stack
+    }
+}
+
+/// The budget of this build, known at compile time.
+pub const RAM_BUDGET: RamBudget = RamBudget::of_this_build();
+
+// The Resources struct is exactly the buffers, the socket slots and the scratch.
+const _: () = assert!(
+    size_of::<Resources<'static>>()
+        == RAM_BUDGET.tcp_buffers + RAM_BUDGET.udp_buffers + RAM_BUDGET.socket_storage + RAM_BUDGET.scratch
+);
+
+/// Shows `n` bytes as KiB or MiB with one decimal.
+pub struct Bytes(pub usize);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        if n >= 1024 * 1024 {
+            write!(f, "{}.{} MiB", n / (1024 * 1024), n % (1024 * 1024) * 10 / (1024 * 1024))
+        } else if n >= 1024 {
+            write!(f, "{}.{} KiB", n / 1024, n % 1024 * 10 / 1024)
+        } else {
+            write!(f, "{n} B")
+        }
+    }
+}
+
+impl fmt::Display for RamBudget {
+    /// A table, one line per item, with how each figure is made.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tcp_detail_sockets = TCP_SOCKET_COUNT;
+        writeln!(
+            f,
+            "  {:<16} {:>10}  {} sockets ({} services x {}) x ({} rx + {} tx)",
+            "TCP buffers",
+            Bytes(self.tcp_buffers),
+            tcp_detail_sockets,
+            SERVICE_COUNT,
+            TCP_SOCKETS_PER_SERVICE,
+            Bytes(TCP_RX_BUFFER),
+            Bytes(TCP_TX_BUFFER)
+        )?;
+        writeln!(
+            f,
+            "  {:<16} {:>10}  {} sockets x ({} rx + {} tx + 2 x {} datagram slots)",
+            "UDP buffers",
+            Bytes(self.udp_buffers),
+            UDP_SOCKET_COUNT,
+            Bytes(UDP_RX_BUFFER),
+            Bytes(UDP_TX_BUFFER),
+            UDP_PACKET_SLOTS
+        )?;
+        writeln!(
+            f,
+            "  {:<16} {:>10}  {} slots x {} B (socket state machines)",
+            "socket storage",
+            Bytes(self.socket_storage),
+            SOCKET_COUNT,
+            size_of::<SocketStorage<'static>>()
+        )?;
+        writeln!(f, "  {:<16} {:>10}  service work buffer", "scratch", Bytes(self.scratch))?;
+        writeln!(
+            f,
+            "  {:<16} {:>10}  interface, neighbour cache, routes, service table",
+            "stack",
+            Bytes(self.stack)
+        )?;
+        write!(f, "  {:<16} {:>10}  fixed at build time; nothing is allocated while running", "total", Bytes(self.total()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_display() {
+        let show = |n| {
+            let mut s = heapless::String::<32>::new();
+            fmt::write(&mut s, format_args!("{}", Bytes(n))).unwrap();
+            s
+        };
+        assert_eq!(show(512), "512 B");
+        assert_eq!(show(1536), "1.5 KiB");
+        assert_eq!(show(3 * 1024 * 1024 + 512 * 1024), "3.5 MiB");
+    }
+
+    #[test]
+    fn budget_adds_up() {
+        let b = RAM_BUDGET;
+        assert_eq!(b.tcp_buffers, TCP_SOCKET_COUNT * (TCP_RX_BUFFER + TCP_TX_BUFFER));
+        assert_eq!(b.total(), b.tcp_buffers + b.udp_buffers + b.socket_storage + b.scratch + b.stack);
+        assert!(b.udp_buffers >= UDP_SOCKET_COUNT * (UDP_RX_BUFFER + UDP_TX_BUFFER));
+    }
+}

@@ -1,0 +1,80 @@
+//! Transport layer: the TCP and UDP sockets and the static memory behind them.
+//!
+//! Each socket's buffers are fixed arrays inside [`crate::stack::Resources`];
+//! nothing here allocates. TCP sockets are tuned for request/response services:
+//! Nagle off (an echo is answered at once, not held back for a full segment),
+//! keep-alive and a user timeout so that a peer which vanished gives its pool
+//! slot back.
+
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::Duration;
+
+use crate::config::{
+    TCP_KEEP_ALIVE_SECS, TCP_RX_BUFFER, TCP_TIMEOUT_SECS, TCP_TX_BUFFER, UDP_PACKET_SLOTS,
+    UDP_RX_BUFFER, UDP_TX_BUFFER,
+};
+
+/// The memory of one TCP socket.
+pub struct TcpBuffers {
+    rx: [u8; TCP_RX_BUFFER],
+    tx: [u8; TCP_TX_BUFFER],
+}
+
+impl TcpBuffers {
+    /// Zeroed buffers, usable in a `static`.
+    pub const fn new() -> Self {
+        Self { rx: [0; TCP_RX_BUFFER], tx: [0; TCP_TX_BUFFER] }
+    }
+
+    /// A TCP socket over these buffers, tuned for the services.
+    pub fn socket(&mut self) -> tcp::Socket<'_> {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(&mut self.rx[..]),
+            tcp::SocketBuffer::new(&mut self.tx[..]),
+        );
+        socket.set_nagle_enabled(false);
+        socket.set_keep_alive(Some(Duration::from_secs(TCP_KEEP_ALIVE_SECS)));
+        socket.set_timeout(Some(Duration::from_secs(TCP_TIMEOUT_SECS)));
+        socket
+    }
+}
+
+impl Default for TcpBuffers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The memory of one UDP socket: datagram metadata and payload, each direction.
+pub struct UdpBuffers {
+    rx_meta: [udp::PacketMetadata; UDP_PACKET_SLOTS],
+    rx: [u8; UDP_RX_BUFFER],
+    tx_meta: [udp::PacketMetadata; UDP_PACKET_SLOTS],
+    tx: [u8; UDP_TX_BUFFER],
+}
+
+impl UdpBuffers {
+    /// Empty buffers, usable in a `static`.
+    pub const fn new() -> Self {
+        Self {
+            rx_meta: [udp::PacketMetadata::EMPTY; UDP_PACKET_SLOTS],
+            rx: [0; UDP_RX_BUFFER],
+            tx_meta: [udp::PacketMetadata::EMPTY; UDP_PACKET_SLOTS],
+            tx: [0; UDP_TX_BUFFER],
+        }
+    }
+
+    /// A UDP socket over these buffers.
+    pub fn socket(&mut self) -> udp::Socket<'_> {
+        udp::Socket::new(
+            udp::PacketBuffer::new(&mut self.rx_meta[..], &mut self.rx[..]),
+            udp::PacketBuffer::new(&mut self.tx_meta[..], &mut self.tx[..]),
+        )
+    }
+}
+
+impl Default for UdpBuffers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
