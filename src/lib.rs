@@ -27,4 +27,4 @@ pub mod services;
 pub mod stack;
 pub mod transport;
 
-pub use stack::{ConfigError, RAM_BUDGET, RamBudget, Resources, Settings, Stack};
+pub use stack::{Buffers, ConfigError, RAM_BUDGET, RamBudget, Settings, Sockets, Stack};

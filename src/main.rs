@@ -1,2 +1,47 @@
-//! tapstack binary (work in progress).
-fn main() {}
+//! `tapstack`: runs the no_std stack on a Linux TAP.
+//!
+//! `main` only parses and hands over: `main -> run -> ExitCode`. Everything
+//! std (TAP, clock, signals, CLI) lives in [`host`].
+
+mod host;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = match host::cli::Args::try_parse() {
+        Ok(args) => args,
+        Err(err) if !err.use_stderr() => {
+            // --help and --version: clap prints them to stdout.
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("tapstack: {}", host::cli::one_line(&err));
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match args.settings() {
+        Ok(settings) => settings,
+        Err(msg) => {
+            eprintln!("tapstack: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    match host::run(settings) {
+        Ok(stopped) => {
+            let name = if stopped.signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+            let drops = match stopped.tx_dropped {
+                0 => String::new(),
+                n => format!(" ({n} frames the TAP would not take were dropped)"),
+            };
+            eprintln!("tapstack: stopped by {name}{drops}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("tapstack: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}

@@ -7,9 +7,9 @@
 //! binary (sleeping in `poll(2)`), under a virtual clock in tests, and in a
 //! microcontroller's main loop.
 //!
-//! All memory comes from [`Resources`], a plain struct of fixed arrays that
-//! the caller places where it likes (a `static`, in `.bss`): the stack never
-//! allocates, and [`RamBudget`] says how much it uses before it starts.
+//! All memory comes from [`Sockets`] and [`Buffers`], plain structs of fixed
+//! arrays that the caller places where it likes (`static`s: `.data` for the
+//! small socket state, `.bss` for the bytes): the stack never allocates, and [`RamBudget`] says how much it uses before it starts.
 
 use core::fmt;
 use core::mem::size_of;
@@ -27,7 +27,7 @@ use crate::config::{
 };
 use crate::network::{self, Addresses};
 use crate::services::{self, Service};
-use crate::transport::{TcpBuffers, UdpBuffers};
+use crate::transport::{TcpBuffers, UdpBuffers, UdpSlots};
 use crate::link;
 
 /// What the stack is told at start: link and network settings, service ports.
@@ -112,23 +112,42 @@ impl fmt::Display for ConfigError {
 
 impl core::error::Error for ConfigError {}
 
-/// All the memory the stack's sockets use, as fixed arrays.
+/// The sockets' state: one slot per socket and the UDP datagram slots.
 ///
-/// `Resources::new()` is a `const fn`, so a firmware (or the binary) puts it
-/// in a `static` and the linker reserves it in `.bss`: nothing is built on the
-/// stack or the heap.
-pub struct Resources<'a> {
-    sockets: [SocketStorage<'a>; SOCKET_COUNT],
+/// Small, and not all-zero when empty (smoltcp's `EMPTY` values), so the
+/// linker keeps it in `.data`; `new` is a `const fn` for a `static`.
+pub struct Sockets<'a> {
+    slots: [SocketStorage<'a>; SOCKET_COUNT],
+    udp: [UdpSlots; UDP_SOCKET_COUNT],
+}
+
+impl Sockets<'_> {
+    /// Empty slots.
+    pub const fn new() -> Self {
+        Self { slots: [SocketStorage::EMPTY; SOCKET_COUNT], udp: [const { UdpSlots::new() }; UDP_SOCKET_COUNT] }
+    }
+}
+
+impl Default for Sockets<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The bytes: every TCP and UDP buffer and the services' scratch buffer.
+///
+/// All zero at start, so a `static` of it lands in `.bss` and costs no
+/// flash or file size: the bulk of [`RAM_BUDGET`].
+pub struct Buffers {
     tcp: [TcpBuffers; TCP_SOCKET_COUNT],
     udp: [UdpBuffers; UDP_SOCKET_COUNT],
     scratch: [u8; SCRATCH_BUFFER],
 }
 
-impl Resources<'_> {
-    /// Empty resources.
+impl Buffers {
+    /// Zeroed buffers.
     pub const fn new() -> Self {
         Self {
-            sockets: [SocketStorage::EMPTY; SOCKET_COUNT],
             tcp: [const { TcpBuffers::new() }; TCP_SOCKET_COUNT],
             udp: [const { UdpBuffers::new() }; UDP_SOCKET_COUNT],
             scratch: [0; SCRATCH_BUFFER],
@@ -136,7 +155,7 @@ impl Resources<'_> {
     }
 }
 
-impl Default for Resources<'_> {
+impl Default for Buffers {
     fn default() -> Self {
         Self::new()
     }
@@ -163,7 +182,8 @@ impl<'a> Stack<'a> {
     /// Configures the layers on `device` and starts every service.
     pub fn new<D: Device + ?Sized>(
         settings: &Settings,
-        resources: &'a mut Resources<'a>,
+        sockets: &'a mut Sockets<'a>,
+        buffers: &'a mut Buffers,
         device: &mut D,
         now: Instant,
     ) -> Result<Self, ConfigError> {
@@ -177,10 +197,11 @@ impl<'a> Stack<'a> {
         let mut iface = Interface::new(link::interface_config(settings.mac, settings.random_seed)?, device, now);
         network::configure(&mut iface, settings.mac, &settings.addresses)?;
 
-        let Resources { sockets, tcp, udp, scratch } = resources;
-        let mut set = SocketSet::new(&mut sockets[..]);
+        let Sockets { slots, udp: udp_slots } = sockets;
+        let Buffers { tcp, udp, scratch } = buffers;
+        let mut set = SocketSet::new(&mut slots[..]);
         let mut tcp = tcp.iter_mut();
-        let mut udp = udp.iter_mut();
+        let mut udp = udp.iter_mut().zip(udp_slots.iter_mut());
         let mut services = heapless::Vec::new();
         for service in [Service::echo(settings.echo_port), Service::upper(settings.upper_port)] {
             let mut handles = heapless::Vec::new();
@@ -191,7 +212,8 @@ impl<'a> Stack<'a> {
                 // Both bounds are the same constant: a push cannot overflow.
                 let _ = handles.push(set.add(socket));
             }
-            let mut socket = udp.next().ok_or(ConfigError::BadPorts)?.socket();
+            let (payload, slots) = udp.next().ok_or(ConfigError::BadPorts)?;
+            let mut socket = payload.socket(slots);
             socket.bind(service.port).map_err(|_| ConfigError::BadPorts)?;
             let udp = set.add(socket);
             // SERVICE_COUNT services in a Vec of SERVICE_COUNT: cannot overflow.
@@ -284,7 +306,7 @@ impl RamBudget {
     pub const fn of_this_build() -> Self {
         Self {
             tcp_buffers: TCP_SOCKET_COUNT * size_of::<TcpBuffers>(),
-            udp_buffers: UDP_SOCKET_COUNT * size_of::<UdpBuffers>(),
+            udp_buffers: UDP_SOCKET_COUNT * (size_of::<UdpBuffers>() + size_of::<UdpSlots>()),
             socket_storage: SOCKET_COUNT * size_of::<SocketStorage<'static>>(),
             scratch: SCRATCH_BUFFER,
             stack: size_of::<Stack<'static>>(),
@@ -300,9 +322,9 @@ impl RamBudget {
 /// The budget of this build, known at compile time.
 pub const RAM_BUDGET: RamBudget = RamBudget::of_this_build();
 
-// The Resources struct is exactly the buffers, the socket slots and the scratch.
+// The two memory structs are exactly the items of the budget, nothing hidden.
 const _: () = assert!(
-    size_of::<Resources<'static>>()
+    size_of::<Sockets<'static>>() + size_of::<Buffers>()
         == RAM_BUDGET.tcp_buffers + RAM_BUDGET.udp_buffers + RAM_BUDGET.socket_storage + RAM_BUDGET.scratch
 );
 

@@ -1,6 +1,7 @@
 //! Transport layer: the TCP and UDP sockets and the static memory behind them.
 //!
-//! Each socket's buffers are fixed arrays inside [`crate::stack::Resources`];
+//! Each socket's buffers are fixed arrays inside [`crate::stack::Buffers`]
+//! and [`crate::stack::Sockets`];
 //! nothing here allocates. TCP sockets are tuned for request/response services:
 //! Nagle off (an echo is answered at once, not held back for a full segment),
 //! keep-alive and a user timeout so that a peer which vanished gives its pool
@@ -45,35 +46,50 @@ impl Default for TcpBuffers {
     }
 }
 
-/// The memory of one UDP socket: datagram metadata and payload, each direction.
+/// The payload memory of one UDP socket, each direction. All zero at start,
+/// so it lands in `.bss`.
 pub struct UdpBuffers {
-    rx_meta: [udp::PacketMetadata; UDP_PACKET_SLOTS],
     rx: [u8; UDP_RX_BUFFER],
-    tx_meta: [udp::PacketMetadata; UDP_PACKET_SLOTS],
     tx: [u8; UDP_TX_BUFFER],
 }
 
 impl UdpBuffers {
-    /// Empty buffers, usable in a `static`.
+    /// Zeroed buffers, usable in a `static`.
     pub const fn new() -> Self {
-        Self {
-            rx_meta: [udp::PacketMetadata::EMPTY; UDP_PACKET_SLOTS],
-            rx: [0; UDP_RX_BUFFER],
-            tx_meta: [udp::PacketMetadata::EMPTY; UDP_PACKET_SLOTS],
-            tx: [0; UDP_TX_BUFFER],
-        }
+        Self { rx: [0; UDP_RX_BUFFER], tx: [0; UDP_TX_BUFFER] }
     }
 
-    /// A UDP socket over these buffers.
-    pub fn socket(&mut self) -> udp::Socket<'_> {
+    /// A UDP socket over these payload buffers and the datagram slots `meta`.
+    pub fn socket<'a>(&'a mut self, meta: &'a mut UdpSlots) -> udp::Socket<'a> {
         udp::Socket::new(
-            udp::PacketBuffer::new(&mut self.rx_meta[..], &mut self.rx[..]),
-            udp::PacketBuffer::new(&mut self.tx_meta[..], &mut self.tx[..]),
+            udp::PacketBuffer::new(&mut meta.rx[..], &mut self.rx[..]),
+            udp::PacketBuffer::new(&mut meta.tx[..], &mut self.tx[..]),
         )
     }
 }
 
 impl Default for UdpBuffers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The datagram metadata of one UDP socket (endpoint and size of each queued
+/// datagram), each direction. Not all-zero when empty, so it is kept apart
+/// from the payload bytes.
+pub struct UdpSlots {
+    rx: [udp::PacketMetadata; UDP_PACKET_SLOTS],
+    tx: [udp::PacketMetadata; UDP_PACKET_SLOTS],
+}
+
+impl UdpSlots {
+    /// Empty slots, usable in a `static`.
+    pub const fn new() -> Self {
+        Self { rx: [udp::PacketMetadata::EMPTY; UDP_PACKET_SLOTS], tx: [udp::PacketMetadata::EMPTY; UDP_PACKET_SLOTS] }
+    }
+}
+
+impl Default for UdpSlots {
     fn default() -> Self {
         Self::new()
     }
