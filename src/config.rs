@@ -32,8 +32,7 @@ pub const STACK_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 
 /// The stack's IPv4 address on the TAP subnet (RFC 1918 private range).
 pub const STACK_IPV4: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(192, 168, 69, 1), 24);
 /// The stack's IPv6 address, in a unique local prefix (RFC 4193).
-pub const STACK_IPV6: Ipv6Cidr =
-    Ipv6Cidr::new(Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1), 64);
+pub const STACK_IPV6: Ipv6Cidr = Ipv6Cidr::new(Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1), 64);
 /// The host's side of the TAP, which is also the stack's default gateway.
 pub const HOST_IPV4: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(192, 168, 69, 100), 24);
 /// The host's IPv6 side of the TAP, also the stack's default IPv6 gateway.
@@ -208,16 +207,32 @@ mod tests {
         fmt::write(&mut text, format_args!("{mac}")).unwrap();
         assert_eq!(text.as_str(), "02-00-00-00-00-01");
         assert_eq!(parse_mac(&text), Ok(STACK_MAC));
-        assert_eq!(parse_mac("2:0:0:0:0:a"), Ok(EthernetAddress([2, 0, 0, 0, 0, 10])));
+        assert_eq!(
+            parse_mac("2:0:0:0:0:a"),
+            Ok(EthernetAddress([2, 0, 0, 0, 0, 10]))
+        );
     }
 
     #[test]
     fn mac_rejects_bad_forms() {
-        for bad in ["", "02:00:00:00:00", "02:00:00:00:00:01:02", "02:00:00:00:00:zz", "020:0:0:0:0:1", "02::00:00:00:01"] {
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:01:02",
+            "02:00:00:00:00:zz",
+            "020:0:0:0:0:1",
+            "02::00:00:00:01",
+        ] {
             assert_eq!(parse_mac(bad), Err(ParseError::Mac), "{bad:?}");
         }
-        assert_eq!(parse_mac("01:00:5e:00:00:01"), Err(ParseError::MacNotUnicast));
-        assert_eq!(parse_mac("ff:ff:ff:ff:ff:ff"), Err(ParseError::MacNotUnicast));
+        assert_eq!(
+            parse_mac("01:00:5e:00:00:01"),
+            Err(ParseError::MacNotUnicast)
+        );
+        assert_eq!(
+            parse_mac("ff:ff:ff:ff:ff:ff"),
+            Err(ParseError::MacNotUnicast)
+        );
     }
 
     #[test]
@@ -226,11 +241,23 @@ mod tests {
         assert_eq!(parse_ipv6_cidr("fdaa::1/64"), Ok(STACK_IPV6));
         assert_eq!(parse_ipv4_cidr("192.168.69.1"), Err(ParseError::CidrForm));
         assert_eq!(parse_ipv4_cidr("192.168.69.1/"), Err(ParseError::CidrForm));
-        assert_eq!(parse_ipv4_cidr("192.168.69.1/+4"), Err(ParseError::CidrForm));
-        assert_eq!(parse_ipv4_cidr("192.168.69.1/33"), Err(ParseError::PrefixTooLong));
-        assert_eq!(parse_ipv4_cidr("192.168.69.1/999"), Err(ParseError::PrefixTooLong));
+        assert_eq!(
+            parse_ipv4_cidr("192.168.69.1/+4"),
+            Err(ParseError::CidrForm)
+        );
+        assert_eq!(
+            parse_ipv4_cidr("192.168.69.1/33"),
+            Err(ParseError::PrefixTooLong)
+        );
+        assert_eq!(
+            parse_ipv4_cidr("192.168.69.1/999"),
+            Err(ParseError::PrefixTooLong)
+        );
         assert_eq!(parse_ipv4_cidr("192.168.69/24"), Err(ParseError::Ipv4));
-        assert_eq!(parse_ipv6_cidr("fdaa::1/129"), Err(ParseError::PrefixTooLong));
+        assert_eq!(
+            parse_ipv6_cidr("fdaa::1/129"),
+            Err(ParseError::PrefixTooLong)
+        );
         assert_eq!(parse_ipv6_cidr("fdaa:::1/64"), Err(ParseError::Ipv6));
         assert_eq!(parse_ipv6_cidr("192.168.69.1/24"), Err(ParseError::Ipv6));
     }

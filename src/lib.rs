@@ -14,7 +14,10 @@
 //! [`stack::Stack`] ties them together and is driven by [`stack::Stack::poll`].
 //! The Linux TAP binary (`src/main.rs`, feature `std`) is one way to run it.
 #![no_std]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 #![forbid(unsafe_code)]
 
 #[cfg(test)]

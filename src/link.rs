@@ -21,7 +21,8 @@ pub const MIN_IP_MTU: usize = 1280;
 
 /// The link's IP MTU (what `ip link` shows) from the device's frame MTU.
 pub fn ip_mtu(caps: &DeviceCapabilities) -> usize {
-    caps.max_transmission_unit.saturating_sub(ETHERNET_HEADER_LEN)
+    caps.max_transmission_unit
+        .saturating_sub(ETHERNET_HEADER_LEN)
 }
 
 /// Checks that the device is an Ethernet device with a usable MTU.
@@ -37,7 +38,10 @@ pub fn check_device(caps: &DeviceCapabilities) -> Result<(), ConfigError> {
 
 /// The interface configuration: the MAC and the seed for TCP initial
 /// sequence numbers and ephemeral ports (different on every start).
-pub fn interface_config(mac: EthernetAddress, random_seed: u64) -> Result<iface::Config, ConfigError> {
+pub fn interface_config(
+    mac: EthernetAddress,
+    random_seed: u64,
+) -> Result<iface::Config, ConfigError> {
     // smoltcp panics on a multicast MAC: refuse it here with an error instead.
     if !mac.is_unicast() {
         return Err(ConfigError::MacNotUnicast);

@@ -31,7 +31,11 @@ fn main() -> ExitCode {
     };
     match host::run(settings) {
         Ok(stopped) => {
-            let name = if stopped.signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+            let name = if stopped.signal == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
             let drops = match stopped.tx_dropped {
                 0 => String::new(),
                 n => format!(" ({n} frames the TAP would not take were dropped)"),

@@ -51,7 +51,12 @@ pub fn check(addrs: &Addresses) -> Result<(), ConfigError> {
     let v4 = addrs.ipv4.address();
     let is_network_or_broadcast = addrs.ipv4.prefix_len() < 31
         && (Some(v4) == addrs.ipv4.broadcast() || v4 == addrs.ipv4.network().address());
-    if v4.is_unspecified() || v4.is_multicast() || v4.is_loopback() || v4.is_broadcast() || is_network_or_broadcast {
+    if v4.is_unspecified()
+        || v4.is_multicast()
+        || v4.is_loopback()
+        || v4.is_broadcast()
+        || is_network_or_broadcast
+    {
         return Err(ConfigError::Ipv4NotHost);
     }
     if let Some(gw) = addrs.gateway4 {
@@ -73,7 +78,11 @@ pub fn check(addrs: &Addresses) -> Result<(), ConfigError> {
 }
 
 /// Gives the interface its addresses and default routes.
-pub fn configure(iface: &mut Interface, mac: EthernetAddress, addrs: &Addresses) -> Result<(), ConfigError> {
+pub fn configure(
+    iface: &mut Interface,
+    mac: EthernetAddress,
+    addrs: &Addresses,
+) -> Result<(), ConfigError> {
     check(addrs)?;
     let mut full = false;
     iface.update_ip_addrs(|ips| {
@@ -93,10 +102,14 @@ pub fn configure(iface: &mut Interface, mac: EthernetAddress, addrs: &Addresses)
     routes.remove_default_ipv4_route();
     routes.remove_default_ipv6_route();
     if let Some(gw) = addrs.gateway4 {
-        routes.add_default_ipv4_route(gw).map_err(|_| ConfigError::TooManyRoutes)?;
+        routes
+            .add_default_ipv4_route(gw)
+            .map_err(|_| ConfigError::TooManyRoutes)?;
     }
     if let Some(gw) = addrs.gateway6 {
-        routes.add_default_ipv6_route(gw).map_err(|_| ConfigError::TooManyRoutes)?;
+        routes
+            .add_default_ipv6_route(gw)
+            .map_err(|_| ConfigError::TooManyRoutes)?;
     }
     Ok(())
 }
@@ -125,9 +138,15 @@ mod tests {
 
     #[test]
     fn link_local_is_modified_eui64() {
-        assert_eq!(link_local(STACK_MAC), "fe80::ff:fe00:1".parse::<Ipv6Address>().unwrap());
+        assert_eq!(
+            link_local(STACK_MAC),
+            "fe80::ff:fe00:1".parse::<Ipv6Address>().unwrap()
+        );
         let mac = EthernetAddress([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
-        assert_eq!(link_local(mac), "fe80::5054:ff:fe12:3456".parse::<Ipv6Address>().unwrap());
+        assert_eq!(
+            link_local(mac),
+            "fe80::5054:ff:fe12:3456".parse::<Ipv6Address>().unwrap()
+        );
     }
 
     fn defaults() -> Addresses {
@@ -147,22 +166,50 @@ mod tests {
     #[test]
     fn bad_addresses_are_refused() {
         let cidr4 = |s: &str| crate::config::parse_ipv4_cidr(s).unwrap();
-        for bad in ["192.168.69.0/24", "192.168.69.255/24", "224.0.0.1/4", "0.0.0.0/0", "127.0.0.1/8"] {
-            let a = Addresses { ipv4: cidr4(bad), ..defaults() };
+        for bad in [
+            "192.168.69.0/24",
+            "192.168.69.255/24",
+            "224.0.0.1/4",
+            "0.0.0.0/0",
+            "127.0.0.1/8",
+        ] {
+            let a = Addresses {
+                ipv4: cidr4(bad),
+                ..defaults()
+            };
             assert_eq!(check(&a), Err(ConfigError::Ipv4NotHost), "{bad}");
         }
-        let a = Addresses { gateway4: Some(Ipv4Address::new(10, 0, 0, 1)), ..defaults() };
+        let a = Addresses {
+            gateway4: Some(Ipv4Address::new(10, 0, 0, 1)),
+            ..defaults()
+        };
         assert_eq!(check(&a), Err(ConfigError::Gateway4OffLink));
-        let a = Addresses { gateway4: Some(STACK_IPV4.address()), ..defaults() };
+        let a = Addresses {
+            gateway4: Some(STACK_IPV4.address()),
+            ..defaults()
+        };
         assert_eq!(check(&a), Err(ConfigError::Gateway4OffLink));
-        let a = Addresses { ipv6: crate::config::parse_ipv6_cidr("ff02::1/64").unwrap(), ..defaults() };
+        let a = Addresses {
+            ipv6: crate::config::parse_ipv6_cidr("ff02::1/64").unwrap(),
+            ..defaults()
+        };
         assert_eq!(check(&a), Err(ConfigError::Ipv6NotHost));
-        let a = Addresses { gateway6: Some("2001:db8::1".parse().unwrap()), ..defaults() };
+        let a = Addresses {
+            gateway6: Some("2001:db8::1".parse().unwrap()),
+            ..defaults()
+        };
         assert_eq!(check(&a), Err(ConfigError::Gateway6OffLink));
-        let a = Addresses { gateway6: Some("fe80::1".parse().unwrap()), ..defaults() };
+        let a = Addresses {
+            gateway6: Some("fe80::1".parse().unwrap()),
+            ..defaults()
+        };
         assert_eq!(check(&a), Ok(()));
         // A /31 (RFC 3021) has no network or broadcast address.
-        let a = Addresses { ipv4: cidr4("10.0.0.0/31"), gateway4: None, ..defaults() };
+        let a = Addresses {
+            ipv4: cidr4("10.0.0.0/31"),
+            gateway4: None,
+            ..defaults()
+        };
         assert_eq!(check(&a), Ok(()));
     }
 }

@@ -25,10 +25,10 @@ use crate::config::{
     TCP_SOCKET_COUNT, TCP_SOCKETS_PER_SERVICE, TCP_TX_BUFFER, UDP_PACKET_SLOTS, UDP_RX_BUFFER,
     UDP_SOCKET_COUNT, UDP_TX_BUFFER,
 };
+use crate::link;
 use crate::network::{self, Addresses};
 use crate::services::{self, Service};
 use crate::transport::{TcpBuffers, UdpBuffers, UdpSlots};
-use crate::link;
 
 /// What the stack is told at start: link and network settings, service ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +124,10 @@ pub struct Sockets<'a> {
 impl Sockets<'_> {
     /// Empty slots.
     pub const fn new() -> Self {
-        Self { slots: [SocketStorage::EMPTY; SOCKET_COUNT], udp: [const { UdpSlots::new() }; UDP_SOCKET_COUNT] }
+        Self {
+            slots: [SocketStorage::EMPTY; SOCKET_COUNT],
+            udp: [const { UdpSlots::new() }; UDP_SOCKET_COUNT],
+        }
     }
 }
 
@@ -194,32 +197,57 @@ impl<'a> Stack<'a> {
         }
         network::check(&settings.addresses)?;
 
-        let mut iface = Interface::new(link::interface_config(settings.mac, settings.random_seed)?, device, now);
+        let mut iface = Interface::new(
+            link::interface_config(settings.mac, settings.random_seed)?,
+            device,
+            now,
+        );
         network::configure(&mut iface, settings.mac, &settings.addresses)?;
 
-        let Sockets { slots, udp: udp_slots } = sockets;
+        let Sockets {
+            slots,
+            udp: udp_slots,
+        } = sockets;
         let Buffers { tcp, udp, scratch } = buffers;
         let mut set = SocketSet::new(&mut slots[..]);
         let mut tcp = tcp.iter_mut();
         let mut udp = udp.iter_mut().zip(udp_slots.iter_mut());
         let mut services = heapless::Vec::new();
-        for service in [Service::echo(settings.echo_port), Service::upper(settings.upper_port)] {
+        for service in [
+            Service::echo(settings.echo_port),
+            Service::upper(settings.upper_port),
+        ] {
             let mut handles = heapless::Vec::new();
             for buffers in tcp.by_ref().take(TCP_SOCKETS_PER_SERVICE) {
                 let mut socket = buffers.socket();
                 // Port is non-zero (checked above) and the socket is new: cannot fail.
-                socket.listen(service.port).map_err(|_| ConfigError::BadPorts)?;
+                socket
+                    .listen(service.port)
+                    .map_err(|_| ConfigError::BadPorts)?;
                 // Both bounds are the same constant: a push cannot overflow.
                 let _ = handles.push(set.add(socket));
             }
             let (payload, slots) = udp.next().ok_or(ConfigError::BadPorts)?;
             let mut socket = payload.socket(slots);
-            socket.bind(service.port).map_err(|_| ConfigError::BadPorts)?;
+            socket
+                .bind(service.port)
+                .map_err(|_| ConfigError::BadPorts)?;
             let udp = set.add(socket);
             // SERVICE_COUNT services in a Vec of SERVICE_COUNT: cannot overflow.
-            let _ = services.push(Bound { service, tcp: handles, udp });
+            let _ = services.push(Bound {
+                service,
+                tcp: handles,
+                udp,
+            });
         }
-        Ok(Self { iface, sockets: set, services, scratch, addresses: settings.addresses, mac: settings.mac })
+        Ok(Self {
+            iface,
+            sockets: set,
+            services,
+            scratch,
+            addresses: settings.addresses,
+            mac: settings.mac,
+        })
     }
 
     /// Receives every frame the device holds, serves every socket, transmits,
@@ -243,12 +271,19 @@ impl<'a> Stack<'a> {
             let transform = bound.service.transform;
             for &handle in &bound.tcp {
                 let socket = self.sockets.get_mut::<tcp::Socket>(handle);
-                busy |= services::stream::serve(socket, bound.service.port, &mut self.scratch[..], transform).any();
+                busy |= services::stream::serve(
+                    socket,
+                    bound.service.port,
+                    &mut self.scratch[..],
+                    transform,
+                )
+                .any();
             }
             let iface = &self.iface;
             let socket = self.sockets.get_mut::<udp::Socket>(bound.udp);
             let is_peer = |addr: &_| network::is_unicast_peer(iface, addr);
-            busy |= services::datagram::serve(socket, &mut self.scratch[..], transform, is_peer).any();
+            busy |=
+                services::datagram::serve(socket, &mut self.scratch[..], transform, is_peer).any();
         }
         busy
     }
@@ -270,7 +305,12 @@ impl<'a> Stack<'a> {
             .iter()
             .filter(|b| b.service.port == port)
             .flat_map(|b| b.tcp.iter())
-            .filter(|&&h| !matches!(self.sockets.get::<tcp::Socket>(h).state(), tcp::State::Listen | tcp::State::Closed))
+            .filter(|&&h| {
+                !matches!(
+                    self.sockets.get::<tcp::Socket>(h).state(),
+                    tcp::State::Listen | tcp::State::Closed
+                )
+            })
             .count()
     }
 
@@ -325,7 +365,10 @@ pub const RAM_BUDGET: RamBudget = RamBudget::of_this_build();
 // The two memory structs are exactly the items of the budget, nothing hidden.
 const _: () = assert!(
     size_of::<Sockets<'static>>() + size_of::<Buffers>()
-        == RAM_BUDGET.tcp_buffers + RAM_BUDGET.udp_buffers + RAM_BUDGET.socket_storage + RAM_BUDGET.scratch
+        == RAM_BUDGET.tcp_buffers
+            + RAM_BUDGET.udp_buffers
+            + RAM_BUDGET.socket_storage
+            + RAM_BUDGET.scratch
 );
 
 /// Shows `n` bytes as KiB or MiB with one decimal.
@@ -335,7 +378,12 @@ impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
         if n >= 1024 * 1024 {
-            write!(f, "{}.{} MiB", n / (1024 * 1024), n % (1024 * 1024) * 10 / (1024 * 1024))
+            write!(
+                f,
+                "{}.{} MiB",
+                n / (1024 * 1024),
+                n % (1024 * 1024) * 10 / (1024 * 1024)
+            )
         } else if n >= 1024 {
             write!(f, "{}.{} KiB", n / 1024, n % 1024 * 10 / 1024)
         } else {
@@ -377,14 +425,24 @@ impl fmt::Display for RamBudget {
             SOCKET_COUNT,
             size_of::<SocketStorage<'static>>()
         )?;
-        writeln!(f, "  {:<16} {:>10}  service work buffer", "scratch", Bytes(self.scratch))?;
+        writeln!(
+            f,
+            "  {:<16} {:>10}  service work buffer",
+            "scratch",
+            Bytes(self.scratch)
+        )?;
         writeln!(
             f,
             "  {:<16} {:>10}  interface, neighbour cache, routes, service table",
             "stack",
             Bytes(self.stack)
         )?;
-        write!(f, "  {:<16} {:>10}  fixed at build time; nothing is allocated while running", "total", Bytes(self.total()))
+        write!(
+            f,
+            "  {:<16} {:>10}  fixed at build time; nothing is allocated while running",
+            "total",
+            Bytes(self.total())
+        )
     }
 }
 
@@ -407,8 +465,14 @@ mod tests {
     #[test]
     fn budget_adds_up() {
         let b = RAM_BUDGET;
-        assert_eq!(b.tcp_buffers, TCP_SOCKET_COUNT * (TCP_RX_BUFFER + TCP_TX_BUFFER));
-        assert_eq!(b.total(), b.tcp_buffers + b.udp_buffers + b.socket_storage + b.scratch + b.stack);
+        assert_eq!(
+            b.tcp_buffers,
+            TCP_SOCKET_COUNT * (TCP_RX_BUFFER + TCP_TX_BUFFER)
+        );
+        assert_eq!(
+            b.total(),
+            b.tcp_buffers + b.udp_buffers + b.socket_storage + b.scratch + b.stack
+        );
         assert!(b.udp_buffers >= UDP_SOCKET_COUNT * (UDP_RX_BUFFER + UDP_TX_BUFFER));
     }
 }

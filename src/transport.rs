@@ -24,7 +24,10 @@ pub struct TcpBuffers {
 impl TcpBuffers {
     /// Zeroed buffers, usable in a `static`.
     pub const fn new() -> Self {
-        Self { rx: [0; TCP_RX_BUFFER], tx: [0; TCP_TX_BUFFER] }
+        Self {
+            rx: [0; TCP_RX_BUFFER],
+            tx: [0; TCP_TX_BUFFER],
+        }
     }
 
     /// A TCP socket over these buffers, tuned for the services.
@@ -56,7 +59,10 @@ pub struct UdpBuffers {
 impl UdpBuffers {
     /// Zeroed buffers, usable in a `static`.
     pub const fn new() -> Self {
-        Self { rx: [0; UDP_RX_BUFFER], tx: [0; UDP_TX_BUFFER] }
+        Self {
+            rx: [0; UDP_RX_BUFFER],
+            tx: [0; UDP_TX_BUFFER],
+        }
     }
 
     /// A UDP socket over these payload buffers and the datagram slots `meta`.
@@ -85,7 +91,10 @@ pub struct UdpSlots {
 impl UdpSlots {
     /// Empty slots, usable in a `static`.
     pub const fn new() -> Self {
-        Self { rx: [udp::PacketMetadata::EMPTY; UDP_PACKET_SLOTS], tx: [udp::PacketMetadata::EMPTY; UDP_PACKET_SLOTS] }
+        Self {
+            rx: [udp::PacketMetadata::EMPTY; UDP_PACKET_SLOTS],
+            tx: [udp::PacketMetadata::EMPTY; UDP_PACKET_SLOTS],
+        }
     }
 }
 

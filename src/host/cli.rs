@@ -15,7 +15,11 @@ pub struct Mac(pub EthernetAddress);
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -27,8 +31,16 @@ fn mac(s: &str) -> Result<Mac, ParseError> {
 pub const IFNAME_MAX: usize = 15;
 
 fn tap_name(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.len() > IFNAME_MAX || s == "." || s == ".." || s.contains(['/', ':']) || s.chars().any(char::is_whitespace) {
-        return Err(format!("expected an interface name of 1 to {IFNAME_MAX} characters without '/', ':' or spaces, like tap0"));
+    if s.is_empty()
+        || s.len() > IFNAME_MAX
+        || s == "."
+        || s == ".."
+        || s.contains(['/', ':'])
+        || s.chars().any(char::is_whitespace)
+    {
+        return Err(format!(
+            "expected an interface name of 1 to {IFNAME_MAX} characters without '/', ':' or spaces, like tap0"
+        ));
     }
     Ok(s.to_owned())
 }
@@ -119,10 +131,16 @@ impl Args {
             ));
         }
         if self.host_ipv4.address() == self.ipv4.address() {
-            return Err(format!("--host-ipv4 and --ipv4 are both {}: the host and the stack need different addresses", self.ipv4.address()));
+            return Err(format!(
+                "--host-ipv4 and --ipv4 are both {}: the host and the stack need different addresses",
+                self.ipv4.address()
+            ));
         }
         if self.host_ipv6.address() == self.ipv6.address() {
-            return Err(format!("--host-ipv6 and --ipv6 are both {}: the host and the stack need different addresses", self.ipv6.address()));
+            return Err(format!(
+                "--host-ipv6 and --ipv6 are both {}: the host and the stack need different addresses",
+                self.ipv6.address()
+            ));
         }
         if self.create && !self.ipv4.contains_addr(&self.host_ipv4.address()) {
             return Err(format!(
@@ -163,7 +181,9 @@ impl Args {
 /// so TCP initial sequence numbers are not predictable across restarts.
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new().build_hasher().finish()
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 /// clap's error as one line: what is wrong, and where to look.
@@ -179,7 +199,8 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Settings, String> {
-        let args = Args::try_parse_from(std::iter::once("tapstack").chain(args.iter().copied())).map_err(|e| one_line(&e))?;
+        let args = Args::try_parse_from(std::iter::once("tapstack").chain(args.iter().copied()))
+            .map_err(|e| one_line(&e))?;
         args.settings()
     }
 
@@ -190,34 +211,71 @@ mod tests {
         assert!(!s.create);
         assert_eq!(s.stack.mac, config::STACK_MAC);
         assert_eq!(s.stack.addresses.ipv4, config::STACK_IPV4);
-        assert_eq!(s.stack.addresses.gateway4, Some(config::HOST_IPV4.address()));
+        assert_eq!(
+            s.stack.addresses.gateway4,
+            Some(config::HOST_IPV4.address())
+        );
         assert_eq!(s.stack.addresses.ipv6, config::STACK_IPV6);
-        assert_eq!(s.stack.addresses.gateway6, Some(config::HOST_IPV6.address()));
+        assert_eq!(
+            s.stack.addresses.gateway6,
+            Some(config::HOST_IPV6.address())
+        );
         assert_eq!((s.stack.echo_port, s.stack.upper_port), (7, 11111));
-        assert_eq!((s.host_ipv4, s.host_ipv6), (config::HOST_IPV4, config::HOST_IPV6));
+        assert_eq!(
+            (s.host_ipv4, s.host_ipv6),
+            (config::HOST_IPV4, config::HOST_IPV6)
+        );
     }
 
     #[test]
     fn gateway_follows_host_address() {
-        let s = parse(&["--create", "--ipv4", "10.0.0.2/24", "--host-ipv4", "10.0.0.1/24"]).unwrap();
-        assert_eq!(s.stack.addresses.gateway4, Some(Ipv4Address::new(10, 0, 0, 1)));
+        let s = parse(&[
+            "--create",
+            "--ipv4",
+            "10.0.0.2/24",
+            "--host-ipv4",
+            "10.0.0.1/24",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.stack.addresses.gateway4,
+            Some(Ipv4Address::new(10, 0, 0, 1))
+        );
     }
 
     #[test]
     fn bad_values_get_one_line() {
         let cases: &[(&[&str], &str)] = &[
-            (&["--ipv4", "192.168.69.1"], "'--ipv4 <CIDR>': expected ADDRESS/PREFIX"),
-            (&["--mac", "zz:00:00:00:00:01"], "'--mac <MAC>': expected a MAC"),
+            (
+                &["--ipv4", "192.168.69.1"],
+                "'--ipv4 <CIDR>': expected ADDRESS/PREFIX",
+            ),
+            (
+                &["--mac", "zz:00:00:00:00:01"],
+                "'--mac <MAC>': expected a MAC",
+            ),
             (&["--mac", "01:00:00:00:00:01"], "multicast MAC"),
-            (&["--echo-port", "0"], "'--echo-port <PORT>': expected a port"),
+            (
+                &["--echo-port", "0"],
+                "'--echo-port <PORT>': expected a port",
+            ),
             (&["--echo-port", "70000"], "'--echo-port <PORT>'"),
             (&["--tap", "a/b"], "'--tap <NAME>'"),
             (&["--tap", "a-name-much-too-long"], "'--tap <NAME>'"),
             (&["--frobnicate"], "unexpected argument '--frobnicate'"),
             (&["--echo-port", "11111"], "each service needs its own port"),
-            (&["--host-ipv4", "192.168.69.1/24"], "need different addresses"),
-            (&["--create", "--host-ipv4", "10.1.1.1/24"], "not on the stack's subnet"),
-            (&["--gateway", "10.0.0.1"], "gateway must be another address on the stack's subnet"),
+            (
+                &["--host-ipv4", "192.168.69.1/24"],
+                "need different addresses",
+            ),
+            (
+                &["--create", "--host-ipv4", "10.1.1.1/24"],
+                "not on the stack's subnet",
+            ),
+            (
+                &["--gateway", "10.0.0.1"],
+                "gateway must be another address on the stack's subnet",
+            ),
         ];
         for (args, expected) in cases {
             let err = parse(args).unwrap_err();

@@ -76,16 +76,26 @@ pub struct Stopped {
 pub fn run(settings: Settings) -> Result<Stopped, Error> {
     // Block SIGINT/SIGTERM before anything else so they can only arrive
     // through the signalfd, where the loop reads them.
-    let signals = signals::SignalFd::new().map_err(|err| Error::System { what: "setting up SIGINT/SIGTERM", err })?;
+    let signals = signals::SignalFd::new().map_err(|err| Error::System {
+        what: "setting up SIGINT/SIGTERM",
+        err,
+    })?;
 
     let mut tap = Tap::open(&settings.tap, settings.create).map_err(Error::Open)?;
     if tap.created() {
-        tap.configure_host(settings.host_ipv4, settings.host_ipv6).map_err(Error::Open)?;
+        tap.configure_host(settings.host_ipv4, settings.host_ipv6)
+            .map_err(Error::Open)?;
     }
 
     let clock = Clock::new();
-    let mut stack =
-        Stack::new(&settings.stack, SOCKETS.take(), BUFFERS.take(), &mut tap, clock.now()).map_err(Error::Config)?;
+    let mut stack = Stack::new(
+        &settings.stack,
+        SOCKETS.take(),
+        BUFFERS.take(),
+        &mut tap,
+        clock.now(),
+    )
+    .map_err(Error::Config)?;
 
     print_banner(&settings, &tap, &stack);
 
@@ -93,7 +103,10 @@ pub fn run(settings: Settings) -> Result<Stopped, Error> {
     loop {
         let delay = stack.poll(clock.now(), &mut tap);
         if let Some(tap::Gone(err)) = tap.take_fatal() {
-            return Err(Error::Gone { name: settings.tap.clone(), err });
+            return Err(Error::Gone {
+                name: settings.tap.clone(),
+                err,
+            });
         }
         let timeout_ms = match delay {
             None => -1,
@@ -101,21 +114,43 @@ pub fn run(settings: Settings) -> Result<Stopped, Error> {
             Some(d) => i32::try_from(d.total_micros().div_ceil(1000)).unwrap_or(i32::MAX),
         };
         let mut fds = [
-            libc::pollfd { fd: tap_fd, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: tap_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: signals.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         match signals::poll(&mut fds, timeout_ms) {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(Error::System { what: "waiting on the TAP (poll)", err }),
+            Err(err) => {
+                return Err(Error::System {
+                    what: "waiting on the TAP (poll)",
+                    err,
+                });
+            }
         }
         if fds[1].revents & libc::POLLIN != 0 {
-            let signal = signals.read().map_err(|err| Error::System { what: "reading the signal", err })?;
-            return Ok(Stopped { signal, tx_dropped: tap.tx_dropped() });
+            let signal = signals.read().map_err(|err| Error::System {
+                what: "reading the signal",
+                err,
+            })?;
+            return Ok(Stopped {
+                signal,
+                tx_dropped: tap.tx_dropped(),
+            });
         }
         if fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
             let tap::Gone(err) = tap.probe_error();
-            return Err(Error::Gone { name: settings.tap.clone(), err });
+            return Err(Error::Gone {
+                name: settings.tap.clone(),
+                err,
+            });
         }
     }
 }
@@ -129,7 +164,9 @@ impl Clock {
     }
 
     fn now(&self) -> smoltcp::time::Instant {
-        smoltcp::time::Instant::from_micros(i64::try_from(self.0.elapsed().as_micros()).unwrap_or(i64::MAX))
+        smoltcp::time::Instant::from_micros(
+            i64::try_from(self.0.elapsed().as_micros()).unwrap_or(i64::MAX),
+        )
     }
 }
 
@@ -140,17 +177,45 @@ fn print_banner(settings: &Settings, tap: &Tap, stack: &Stack<'_>) {
     let mtu = tap.ip_mtu().unwrap_or(0);
     let mut out = String::new();
     use std::fmt::Write as _;
-    let origin = if tap.created() { "created, removed on exit" } else { "existing" };
-    let _ = writeln!(out, "tapstack {} on TAP {} ({origin})", env!("CARGO_PKG_VERSION"), tap.name());
+    let origin = if tap.created() {
+        "created, removed on exit"
+    } else {
+        "existing"
+    };
+    let _ = writeln!(
+        out,
+        "tapstack {} on TAP {} ({origin})",
+        env!("CARGO_PKG_VERSION"),
+        tap.name()
+    );
     let _ = writeln!(out, "  link       {}  MTU {mtu}", Mac(settings.stack.mac));
-    let gw4 = a.gateway4.map(|g| format!("  gateway {g}")).unwrap_or_default();
-    let gw6 = a.gateway6.map(|g| format!("  gateway {g}")).unwrap_or_default();
+    let gw4 = a
+        .gateway4
+        .map(|g| format!("  gateway {g}"))
+        .unwrap_or_default();
+    let gw6 = a
+        .gateway6
+        .map(|g| format!("  gateway {g}"))
+        .unwrap_or_default();
     let _ = writeln!(out, "  ipv4       {}{gw4}", a.ipv4);
-    let _ = writeln!(out, "  ipv6       {}  {}/64{gw6}", a.ipv6, stack.link_local());
+    let _ = writeln!(
+        out,
+        "  ipv6       {}  {}/64{gw6}",
+        a.ipv6,
+        stack.link_local()
+    );
     if tap.created() {
-        let _ = writeln!(out, "  host side  {}  {}", settings.host_ipv4, settings.host_ipv6);
+        let _ = writeln!(
+            out,
+            "  host side  {}  {}",
+            settings.host_ipv4, settings.host_ipv6
+        );
     } else if !tap.is_up().unwrap_or(true) {
-        let _ = writeln!(out, "  warning    {0} is down: sudo ip link set {0} up", tap.name());
+        let _ = writeln!(
+            out,
+            "  warning    {0} is down: sudo ip link set {0} up",
+            tap.name()
+        );
     }
     let _ = writeln!(out, "RAM budget:\n{RAM_BUDGET}");
     let _ = writeln!(
@@ -160,19 +225,39 @@ fn print_banner(settings: &Settings, tap: &Tap, stack: &Stack<'_>) {
     );
     for service in stack.services() {
         let p = service.port;
-        let client = if service.port == settings.stack.upper_port { "telnet" } else { "nc" };
+        let client = if service.port == settings.stack.upper_port {
+            "telnet"
+        } else {
+            "nc"
+        };
         let rows = [
-            ("tcp", format!("{client} {v4} {p}"), format!("nc -6 {v6} {p}")),
-            ("udp", format!("nc -u {v4} {p}"), format!("nc -6 -u {v6} {p}")),
+            (
+                "tcp",
+                format!("{client} {v4} {p}"),
+                format!("nc -6 {v6} {p}"),
+            ),
+            (
+                "udp",
+                format!("nc -u {v4} {p}"),
+                format!("nc -6 -u {v6} {p}"),
+            ),
         ];
         for (i, (proto, try4, try6)) in rows.iter().enumerate() {
             let name = if i == 0 { service.name } else { "" };
             let _ = writeln!(out, "  {name:<11} {proto} {p:<6} {try4:<30} {try6}");
         }
     }
-    let _ = writeln!(out, "  {:<11} {:<10} {:<30} ping -6 {v6}", "ping", "icmp", format!("ping {v4}"));
+    let _ = writeln!(
+        out,
+        "  {:<11} {:<10} {:<30} ping -6 {v6}",
+        "ping",
+        "icmp",
+        format!("ping {v4}")
+    );
     let _ = writeln!(out, "tapstack: ready (Ctrl-C to stop)");
     let mut stdout = io::stdout().lock();
     // A closed stdout must not stop the stack: the banner is for people.
-    let _ = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush());
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
 }

@@ -37,7 +37,11 @@ pub enum OpenError {
     /// An interface of that name exists but is not a TAP.
     NotTap(String),
     /// Configuring the host side of a created TAP failed.
-    HostSide { name: String, what: String, err: io::Error },
+    HostSide {
+        name: String,
+        what: String,
+        err: io::Error,
+    },
     /// Anything else the kernel said.
     Other { what: &'static str, err: io::Error },
 }
@@ -58,11 +62,17 @@ impl fmt::Display for OpenError {
                 f,
                 "no permission to open {TUN_PATH}: run as root, or let your user open it (sudo chmod 0666 {TUN_PATH})"
             ),
-            Self::Permission { name, creating: true } => write!(
+            Self::Permission {
+                name,
+                creating: true,
+            } => write!(
                 f,
                 "no permission to create TAP '{name}': --create needs root (CAP_NET_ADMIN); run with sudo, or create it for your user once: sudo ip tuntap add name {name} mode tap user $USER"
             ),
-            Self::Permission { name, creating: false } => write!(
+            Self::Permission {
+                name,
+                creating: false,
+            } => write!(
                 f,
                 "no permission to attach to TAP '{name}': it belongs to another user; run as root, or recreate it for you: sudo ip tuntap del name {name} mode tap && sudo ip tuntap add name {name} mode tap user $USER"
             ),
@@ -70,8 +80,13 @@ impl fmt::Display for OpenError {
                 f,
                 "TAP '{n}' is already in use by another process: stop that process, or pick another TAP with --tap"
             ),
-            Self::NotTap(n) => write!(f, "interface '{n}' exists but is not a TAP: pick a TAP with --tap, or another name with --create"),
-            Self::HostSide { name, what, err } => write!(f, "could not {what} on TAP '{name}': {err}"),
+            Self::NotTap(n) => write!(
+                f,
+                "interface '{n}' exists but is not a TAP: pick a TAP with --tap, or another name with --create"
+            ),
+            Self::HostSide { name, what, err } => {
+                write!(f, "could not {what} on TAP '{name}': {err}")
+            }
             Self::Other { what, err } => write!(f, "{what} failed: {err}"),
         }
     }
@@ -105,9 +120,17 @@ struct IfReqInt {
 
 impl IfReqInt {
     fn new(name: &str, value: libc::c_int) -> Self {
-        let mut req = Self { name: [0; libc::IFNAMSIZ], value, _pad: [0; 20] };
+        let mut req = Self {
+            name: [0; libc::IFNAMSIZ],
+            value,
+            _pad: [0; 20],
+        };
         // The CLI limits names to IFNAMSIZ - 1 bytes, so the terminating NUL stays.
-        for (dst, src) in req.name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+        for (dst, src) in req
+            .name
+            .iter_mut()
+            .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+        {
             *dst = src as libc::c_char;
         }
         req
@@ -126,7 +149,11 @@ fn ioctl<T>(fd: RawFd, request: libc::Ioctl, arg: &mut T) -> io::Result<()> {
     // SAFETY: `arg` is a live, exclusively borrowed `#[repr(C)]` struct laid out
     // as the kernel expects for `request`, at least as large as `struct ifreq`.
     let rc = unsafe { libc::ioctl(fd, request, arg as *mut T) };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 fn socket(domain: libc::c_int) -> io::Result<OwnedFd> {
@@ -141,7 +168,9 @@ fn socket(domain: libc::c_int) -> io::Result<OwnedFd> {
 
 /// Whether a network interface of that name exists in this namespace.
 pub fn exists(name: &str) -> bool {
-    let Ok(c) = CString::new(name) else { return false };
+    let Ok(c) = CString::new(name) else {
+        return false;
+    };
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
     unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
@@ -153,15 +182,28 @@ impl Tap {
         if !existed && !create {
             return Err(OpenError::Missing(name.to_owned()));
         }
-        let path = CString::new(TUN_PATH).map_err(|e| OpenError::Other { what: "open", err: e.into() })?;
+        let path = CString::new(TUN_PATH).map_err(|e| OpenError::Other {
+            what: "open",
+            err: e.into(),
+        })?;
         // SAFETY: `path` is NUL-terminated; the result is checked before use.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
         if fd < 0 {
             let err = io::Error::last_os_error();
             return Err(match err.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => OpenError::TunMissing,
+                Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
+                    OpenError::TunMissing
+                }
                 Some(libc::EACCES) | Some(libc::EPERM) => OpenError::TunPermission,
-                _ => OpenError::Other { what: "opening /dev/net/tun", err },
+                _ => OpenError::Other {
+                    what: "opening /dev/net/tun",
+                    err,
+                },
             });
         }
         // SAFETY: `fd` was just returned by open(2) and is owned by nobody else.
@@ -171,14 +213,32 @@ impl Tap {
         if let Err(err) = ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) {
             return Err(match err.raw_os_error() {
                 Some(libc::EBUSY) => OpenError::Busy(name.to_owned()),
-                Some(libc::EPERM) | Some(libc::EACCES) => OpenError::Permission { name: name.to_owned(), creating: !existed },
+                Some(libc::EPERM) | Some(libc::EACCES) => OpenError::Permission {
+                    name: name.to_owned(),
+                    creating: !existed,
+                },
                 Some(libc::EINVAL) if existed => OpenError::NotTap(name.to_owned()),
-                _ => OpenError::Other { what: "attaching to the TAP (TUNSETIFF)", err },
+                _ => OpenError::Other {
+                    what: "attaching to the TAP (TUNSETIFF)",
+                    err,
+                },
             });
         }
 
-        let mut tap = Self { fd, name: name.to_owned(), created: !existed, frame_mtu: 0, rx: Vec::new(), tx: Vec::new(), tx_dropped: 0, fatal: None };
-        let ip_mtu = tap.ip_mtu().map_err(|err| OpenError::Other { what: "reading the MTU (SIOCGIFMTU)", err })?;
+        let mut tap = Self {
+            fd,
+            name: name.to_owned(),
+            created: !existed,
+            frame_mtu: 0,
+            rx: Vec::new(),
+            tx: Vec::new(),
+            tx_dropped: 0,
+            fatal: None,
+        };
+        let ip_mtu = tap.ip_mtu().map_err(|err| OpenError::Other {
+            what: "reading the MTU (SIOCGIFMTU)",
+            err,
+        })?;
         tap.frame_mtu = ip_mtu + ETHERNET_HEADER_LEN;
         // The only allocations of the run: one frame buffer each way, sized by the MTU.
         tap.rx = vec![0; tap.frame_mtu];
@@ -225,37 +285,62 @@ impl Tap {
     /// Gives the host side its addresses and brings the link up: what a user
     /// would do with `ip addr add` and `ip link set up`.
     pub fn configure_host(&self, ipv4: Ipv4Cidr, ipv6: Ipv6Cidr) -> Result<(), OpenError> {
-        let fail = |what: String| move |err| OpenError::HostSide { name: self.name.clone(), what, err };
+        let fail = |what: String| {
+            move |err| OpenError::HostSide {
+                name: self.name.clone(),
+                what,
+                err,
+            }
+        };
         // No duplicate address detection on a point-to-point TAP: without this
         // the IPv6 address stays "tentative" for a second or more and the
         // first `ping -6` fails.
-        std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/accept_dad", self.name), "0")
-            .map_err(fail("disable IPv6 duplicate address detection".into()))?;
+        std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/accept_dad", self.name),
+            "0",
+        )
+        .map_err(fail("disable IPv6 duplicate address detection".into()))?;
 
         let sock4 = socket(libc::AF_INET).map_err(fail("open a socket".into()))?;
         let sin = |addr: std::net::Ipv4Addr| libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
             sin_port: 0,
-            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(addr.octets()) },
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(addr.octets()),
+            },
             sin_zero: [0; 8],
         };
-        let mut req = IfReqAddr { name: IfReqInt::new(&self.name, 0).name, addr: sin(ipv4.address()), _pad: [0; 8] };
-        ioctl(sock4.as_raw_fd(), libc::SIOCSIFADDR, &mut req).map_err(fail(format!("add host address {ipv4}")))?;
+        let mut req = IfReqAddr {
+            name: IfReqInt::new(&self.name, 0).name,
+            addr: sin(ipv4.address()),
+            _pad: [0; 8],
+        };
+        ioctl(sock4.as_raw_fd(), libc::SIOCSIFADDR, &mut req)
+            .map_err(fail(format!("add host address {ipv4}")))?;
         req.addr = sin(ipv4.netmask());
-        ioctl(sock4.as_raw_fd(), libc::SIOCSIFNETMASK, &mut req).map_err(fail(format!("set netmask of {ipv4}")))?;
+        ioctl(sock4.as_raw_fd(), libc::SIOCSIFNETMASK, &mut req)
+            .map_err(fail(format!("set netmask of {ipv4}")))?;
 
         let mut flags = IfReqInt::new(&self.name, 0);
-        ioctl(sock4.as_raw_fd(), libc::SIOCGIFFLAGS, &mut flags).map_err(fail("read the link flags".into()))?;
+        ioctl(sock4.as_raw_fd(), libc::SIOCGIFFLAGS, &mut flags)
+            .map_err(fail("read the link flags".into()))?;
         flags.value |= libc::IFF_UP;
-        ioctl(sock4.as_raw_fd(), libc::SIOCSIFFLAGS, &mut flags).map_err(fail("bring the link up".into()))?;
+        ioctl(sock4.as_raw_fd(), libc::SIOCSIFFLAGS, &mut flags)
+            .map_err(fail("bring the link up".into()))?;
 
-        let sock6 = socket(libc::AF_INET6).map_err(fail("open an IPv6 socket (is IPv6 disabled?)".into()))?;
+        let sock6 = socket(libc::AF_INET6)
+            .map_err(fail("open an IPv6 socket (is IPv6 disabled?)".into()))?;
         let mut req6 = libc::in6_ifreq {
-            ifr6_addr: libc::in6_addr { s6_addr: ipv6.address().octets() },
+            ifr6_addr: libc::in6_addr {
+                s6_addr: ipv6.address().octets(),
+            },
             ifr6_prefixlen: u32::from(ipv6.prefix_len()),
-            ifr6_ifindex: self.index().map_err(fail("find the interface index".into()))?,
+            ifr6_ifindex: self
+                .index()
+                .map_err(fail("find the interface index".into()))?,
         };
-        ioctl(sock6.as_raw_fd(), libc::SIOCSIFADDR, &mut req6).map_err(fail(format!("add host address {ipv6}")))?;
+        ioctl(sock6.as_raw_fd(), libc::SIOCSIFADDR, &mut req6)
+            .map_err(fail(format!("add host address {ipv6}")))?;
         Ok(())
     }
 
@@ -283,19 +368,30 @@ impl Tap {
 fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is a live, exclusively borrowed slice of `buf.len()` bytes.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is a live slice of `buf.len()` bytes.
     let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// Errors after which the TAP cannot be used again: it was deleted (EBADFD),
 /// or the device vanished.
 fn is_fatal(err: &io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::ENXIO) | Some(libc::EBADF))
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::ENXIO) | Some(libc::EBADF)
+    )
 }
 
 impl phy::Device for Tap {
@@ -306,10 +402,22 @@ impl phy::Device for Tap {
         match read(self.fd.as_raw_fd(), &mut self.rx) {
             Ok(0) => None,
             Ok(n) => Some((
-                RxToken { frame: &self.rx[..n] },
-                TxToken { fd: self.fd.as_raw_fd(), buf: &mut self.tx, dropped: &mut self.tx_dropped, fatal: &mut self.fatal },
+                RxToken {
+                    frame: &self.rx[..n],
+                },
+                TxToken {
+                    fd: self.fd.as_raw_fd(),
+                    buf: &mut self.tx,
+                    dropped: &mut self.tx_dropped,
+                    fatal: &mut self.fatal,
+                },
             )),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock || err.kind() == io::ErrorKind::Interrupted => None,
+            Err(err)
+                if err.kind() == io::ErrorKind::WouldBlock
+                    || err.kind() == io::ErrorKind::Interrupted =>
+            {
+                None
+            }
             Err(err) => {
                 if is_fatal(&err) {
                     self.fatal = Some(err);
@@ -320,7 +428,12 @@ impl phy::Device for Tap {
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
-        Some(TxToken { fd: self.fd.as_raw_fd(), buf: &mut self.tx, dropped: &mut self.tx_dropped, fatal: &mut self.fatal })
+        Some(TxToken {
+            fd: self.fd.as_raw_fd(),
+            buf: &mut self.tx,
+            dropped: &mut self.tx_dropped,
+            fatal: &mut self.fatal,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

@@ -41,7 +41,9 @@ pub fn serve(
         // Peek first: the datagram leaves the receive queue only once its
         // answer is queued, so a full transmit buffer delays, never drops.
         let (len, request) = match socket.peek() {
-            Ok((payload, meta)) if payload.len() <= scratch.len() && is_peer(&meta.endpoint.addr) => {
+            Ok((payload, meta))
+                if payload.len() <= scratch.len() && is_peer(&meta.endpoint.addr) =>
+            {
                 scratch[..payload.len()].copy_from_slice(payload);
                 (payload.len(), *meta)
             }

@@ -32,11 +32,19 @@ pub struct Service {
 impl Service {
     /// RFC 862 echo on `port`.
     pub const fn echo(port: u16) -> Self {
-        Self { name: echo::NAME, port, transform: echo::transform }
+        Self {
+            name: echo::NAME,
+            port,
+            transform: echo::transform,
+        }
     }
 
     /// Upper-case on `port`.
     pub const fn upper(port: u16) -> Self {
-        Self { name: upper::NAME, port, transform: upper::to_upper }
+        Self {
+            name: upper::NAME,
+            port,
+            transform: upper::to_upper,
+        }
     }
 }

@@ -34,7 +34,12 @@ impl Progress {
 }
 
 /// Serves one TCP socket of a service pool listening on `port`.
-pub fn serve(socket: &mut Socket<'_>, port: u16, scratch: &mut [u8], transform: Transform) -> Progress {
+pub fn serve(
+    socket: &mut Socket<'_>,
+    port: u16,
+    scratch: &mut [u8],
+    transform: Transform,
+) -> Progress {
     let mut progress = Progress::default();
 
     if !socket.is_open() {

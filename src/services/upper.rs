@@ -36,7 +36,11 @@ mod tests {
         let mut all: [u8; 256] = core::array::from_fn(|i| i as u8);
         to_upper(&mut all);
         for (i, &b) in all.iter().enumerate() {
-            let expected = if (b'a'..=b'z').contains(&(i as u8)) { i as u8 - 32 } else { i as u8 };
+            let expected = if (b'a'..=b'z').contains(&(i as u8)) {
+                i as u8 - 32
+            } else {
+                i as u8
+            };
             assert_eq!(b, expected, "byte {i:#04x}");
         }
     }

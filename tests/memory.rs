@@ -1,0 +1,642 @@
+//! In-memory integration tests: no root, no TAP, fully deterministic.
+//!
+//! The stack under test ([`tapstack::Stack`], exactly as the binary runs it)
+//! and a plain smoltcp "host" interface are joined by a virtual Ethernet wire
+//! and share a virtual clock. The clock only moves when the wire is idle and
+//! nobody has work to do, so a test can tell "answered at once" from "answered
+//! after a timer". The wire can drop frames with a seeded generator.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpAddress, IpCidr,
+    IpEndpoint, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket,
+};
+use static_cell::ConstStaticCell;
+use tapstack::config::{self, ECHO_PORT, TCP_SOCKETS_PER_SERVICE, UPPER_PORT};
+use tapstack::{Buffers, Settings, Sockets, Stack};
+
+/// Ethernet frame MTU of the virtual wire (IP MTU 1500, like a TAP).
+const WIRE_MTU: usize = 1514;
+/// Host-side TCP socket buffers: bigger than the stack's, so the stack is the bottleneck.
+const HOST_TCP_BUFFER: usize = 128 * 1024;
+/// Upper bound on harness steps in one wait, so a broken stack fails instead of hanging.
+const MAX_STEPS: usize = 200_000;
+
+/// A small deterministic generator (xorshift64*) for payloads and loss.
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| (self.next() >> 56) as u8).collect()
+    }
+}
+
+type Queue = Rc<RefCell<VecDeque<Vec<u8>>>>;
+
+/// Host-side socket memory. The host is test code, so it may allocate; the
+/// sockets borrow for `'static` (smoltcp is built without `alloc`), and a
+/// test's few megabytes are freed when the test process exits.
+fn leak<T>(v: Vec<T>) -> &'static mut [T] {
+    Vec::leak(v)
+}
+
+/// One end of the wire: receives from `rx`, sends into `tx`.
+struct End {
+    rx: Queue,
+    tx: Queue,
+    /// Drop one frame in `loss_per_mille` thousand, decided by `rng`.
+    loss: Option<(Rc<RefCell<Rng>>, u64)>,
+    /// Copy of every frame this end sent, when recording.
+    sent: Option<Rc<RefCell<Vec<Vec<u8>>>>>,
+}
+
+impl Device for End {
+    type RxToken<'a> = RxToken;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(RxToken, TxToken<'_>)> {
+        let frame = self.rx.borrow_mut().pop_front()?;
+        Some((RxToken(frame), TxToken(self)))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
+        Some(TxToken(self))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = WIRE_MTU;
+        caps
+    }
+}
+
+struct RxToken(Vec<u8>);
+
+impl phy::RxToken for RxToken {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+struct TxToken<'a>(&'a mut End);
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0; len];
+        let result = f(&mut frame);
+        if let Some(sent) = &self.0.sent {
+            sent.borrow_mut().push(frame.clone());
+        }
+        let lost = self
+            .0
+            .loss
+            .as_ref()
+            .is_some_and(|(rng, per_mille)| rng.borrow_mut().next() % 1000 < *per_mille);
+        if !lost {
+            self.0.tx.borrow_mut().push_back(frame);
+        }
+        result
+    }
+}
+
+/// Fresh, test-local memory for one stack: each expansion is its own pair of statics.
+macro_rules! stack_memory {
+    () => {{
+        static SOCKETS: ConstStaticCell<Sockets<'static>> = ConstStaticCell::new(Sockets::new());
+        static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
+        (SOCKETS.take(), BUFFERS.take())
+    }};
+}
+
+/// The stack under test, a host interface, the wire between them, the clock.
+struct Net {
+    now: Instant,
+    stack: Stack<'static>,
+    stack_end: End,
+    host: Interface,
+    host_sockets: SocketSet<'static>,
+    host_end: End,
+    /// Times the clock had to jump because nothing could move without a timer.
+    timer_waits: usize,
+}
+
+impl Net {
+    fn new(memory: (&'static mut Sockets<'static>, &'static mut Buffers)) -> Self {
+        Self::with_loss(memory, 0, 0)
+    }
+
+    /// `loss_per_mille` of the frames in each direction are dropped, chosen by `seed`.
+    fn with_loss(
+        memory: (&'static mut Sockets<'static>, &'static mut Buffers),
+        loss_per_mille: u64,
+        seed: u64,
+    ) -> Self {
+        let to_stack: Queue = Rc::default();
+        let to_host: Queue = Rc::default();
+        let rng = Rc::new(RefCell::new(Rng(seed | 1)));
+        let loss = (loss_per_mille > 0).then(|| (rng, loss_per_mille));
+        let mut stack_end = End {
+            rx: to_stack.clone(),
+            tx: to_host.clone(),
+            loss: loss.clone(),
+            sent: None,
+        };
+        let mut host_end = End {
+            rx: to_host,
+            tx: to_stack,
+            loss,
+            sent: None,
+        };
+
+        let now = Instant::from_millis(0);
+        let settings = Settings {
+            random_seed: 42,
+            ..Settings::default()
+        };
+        let (sockets, buffers) = memory;
+        let stack = Stack::new(&settings, sockets, buffers, &mut stack_end, now)
+            .expect("default settings are valid");
+
+        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress([
+            0x02, 0, 0, 0, 0, 0x64,
+        ])));
+        config.random_seed = 7;
+        let mut host = Interface::new(config, &mut host_end, now);
+        host.update_ip_addrs(|ips| {
+            ips.push(IpCidr::Ipv4(config::HOST_IPV4)).unwrap();
+            ips.push(IpCidr::Ipv6(config::HOST_IPV6)).unwrap();
+        });
+        let storage: &'static mut [SocketStorage<'static>] =
+            leak((0..64).map(|_| SocketStorage::EMPTY).collect());
+        Self {
+            now,
+            stack,
+            stack_end,
+            host,
+            host_sockets: SocketSet::new(storage),
+            host_end,
+            timer_waits: 0,
+        }
+    }
+
+    /// Polls both sides once; if nothing is on the wire, moves the clock to
+    /// the next deadline (at most 10 ms).
+    fn step(&mut self) {
+        let stack_delay = self.stack.poll(self.now, &mut self.stack_end);
+        self.host
+            .poll(self.now, &mut self.host_end, &mut self.host_sockets);
+        let wire_idle =
+            self.stack_end.rx.borrow().is_empty() && self.host_end.rx.borrow().is_empty();
+        if wire_idle {
+            let host_delay = self.host.poll_delay(self.now, &self.host_sockets);
+            let wait = [stack_delay, host_delay, Some(Duration::from_millis(10))]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap();
+            let wait = wait.max(Duration::from_micros(100));
+            self.now += wait;
+            self.timer_waits += 1;
+        }
+    }
+
+    /// Steps until `done` holds; panics after [`MAX_STEPS`].
+    fn run_until(&mut self, what: &str, mut done: impl FnMut(&mut Self) -> bool) {
+        for _ in 0..MAX_STEPS {
+            if done(self) {
+                return;
+            }
+            self.step();
+        }
+        panic!("gave up waiting for: {what}");
+    }
+
+    fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.host_sockets.get_mut::<tcp::Socket>(h)
+    }
+
+    fn udp(&mut self, h: SocketHandle) -> &mut udp::Socket<'static> {
+        self.host_sockets.get_mut::<udp::Socket>(h)
+    }
+
+    /// Starts a TCP connection from the host to `remote`.
+    fn connect(&mut self, remote: (IpAddress, u16), local_port: u16) -> SocketHandle {
+        let rx = tcp::SocketBuffer::new(leak(vec![0u8; HOST_TCP_BUFFER]));
+        let tx = tcp::SocketBuffer::new(leak(vec![0u8; HOST_TCP_BUFFER]));
+        let mut socket = tcp::Socket::new(rx, tx);
+        socket.set_ack_delay(None);
+        let h = self.host_sockets.add(socket);
+        let cx = self.host.context();
+        self.host_sockets
+            .get_mut::<tcp::Socket>(h)
+            .connect(cx, remote, local_port)
+            .expect("connect");
+        h
+    }
+
+    /// Connects and waits for ESTABLISHED.
+    fn established(&mut self, remote: (IpAddress, u16), local_port: u16) -> SocketHandle {
+        let h = self.connect(remote, local_port);
+        self.run_until("ESTABLISHED", |n| n.tcp(h).state() != tcp::State::SynSent);
+        assert_eq!(
+            self.tcp(h).state(),
+            tcp::State::Established,
+            "connect to {remote:?}"
+        );
+        h
+    }
+
+    /// Sends `data` on an open connection, half-closes, and returns every
+    /// byte received until the stack's FIN. Sends and receives at once.
+    fn exchange(&mut self, h: SocketHandle, data: &[u8]) -> Vec<u8> {
+        let mut sent = 0;
+        let mut got = Vec::with_capacity(data.len());
+        let mut closed = false;
+        self.run_until("the whole reply and the stack's FIN", |n| {
+            let s = n.tcp(h);
+            if sent < data.len() && s.can_send() {
+                sent += s.send_slice(&data[sent..]).unwrap();
+            }
+            if sent == data.len() && !closed {
+                s.close();
+                closed = true;
+            }
+            while s.can_recv() {
+                s.recv(|buf| {
+                    got.extend_from_slice(buf);
+                    (buf.len(), ())
+                })
+                .unwrap();
+            }
+            closed && !s.may_recv()
+        });
+        got
+    }
+
+    /// Sends one datagram from `local_port` and waits for one answer.
+    fn datagram(
+        &mut self,
+        remote: (IpAddress, u16),
+        local_port: u16,
+        data: &[u8],
+    ) -> (Vec<u8>, IpEndpoint) {
+        let rx = udp::PacketBuffer::new(
+            leak(vec![udp::PacketMetadata::EMPTY; 4]),
+            leak(vec![0u8; 4096]),
+        );
+        let tx = udp::PacketBuffer::new(
+            leak(vec![udp::PacketMetadata::EMPTY; 4]),
+            leak(vec![0u8; 4096]),
+        );
+        let h = self.host_sockets.add(udp::Socket::new(rx, tx));
+        self.udp(h).bind(local_port).unwrap();
+        self.udp(h).send_slice(data, remote).unwrap();
+        self.run_until("a datagram back", |n| n.udp(h).can_recv());
+        let (payload, meta) = self.udp(h).recv().unwrap();
+        let answer = (payload.to_vec(), meta.endpoint);
+        self.host_sockets.remove(h);
+        answer
+    }
+}
+
+fn v4() -> IpAddress {
+    IpAddress::Ipv4(config::STACK_IPV4.address())
+}
+
+fn v6() -> IpAddress {
+    IpAddress::Ipv6(config::STACK_IPV6.address())
+}
+
+fn upper(data: &[u8]) -> Vec<u8> {
+    data.to_ascii_uppercase()
+}
+
+/// Echo and upper-case over TCP, IPv4 and IPv6: exact bytes back, then the
+/// stack closes after the host half-closes.
+#[test]
+fn tcp_services_v4_and_v6() {
+    let mut net = Net::new(stack_memory!());
+    let line = b"Hello, World 123! \xc3\xa9\r\n";
+    for (i, addr) in [v4(), v6()].into_iter().enumerate() {
+        let port = 40000 + i as u16 * 2;
+        let h = net.established((addr, ECHO_PORT), port);
+        assert_eq!(net.exchange(h, line), line, "echo over {addr}");
+        let h = net.established((addr, UPPER_PORT), port + 1);
+        assert_eq!(
+            net.exchange(h, line),
+            b"HELLO, WORLD 123! \xc3\xa9\r\n",
+            "upper-case over {addr}"
+        );
+    }
+}
+
+/// Echo and upper-case over UDP, IPv4 and IPv6: one datagram in, the same
+/// datagram (transformed) out, from the service's port to the sender's port.
+#[test]
+fn udp_services_v4_and_v6() {
+    let mut net = Net::new(stack_memory!());
+    let mut rng = Rng(5);
+    let binary = rng.bytes(1000);
+    for addr in [v4(), v6()] {
+        for (port, data) in [
+            (ECHO_PORT, &b"MixedCaseString"[..]),
+            (UPPER_PORT, b"MixedCaseString"),
+            (ECHO_PORT, &binary),
+            (UPPER_PORT, &binary),
+        ] {
+            let (answer, from) = net.datagram((addr, port), 50000, data);
+            let expected = if port == UPPER_PORT {
+                upper(data)
+            } else {
+                data.to_vec()
+            };
+            assert_eq!(answer, expected, "{addr} port {port}");
+            assert_eq!(from, IpEndpoint::new(addr, port));
+        }
+    }
+}
+
+/// 1 MB of pseudo-random bytes through each TCP service, byte-exact, while
+/// the host sends and receives at once. The stack never waits on a timer:
+/// every window update and answer leaves in the poll that made it possible.
+#[test]
+fn one_megabyte_byte_exact_without_stalls() {
+    let mut net = Net::new(stack_memory!());
+    let data = Rng(11).bytes(1024 * 1024);
+    for (port, expected) in [(ECHO_PORT, data.clone()), (UPPER_PORT, upper(&data))] {
+        let h = net.established((v4(), port), 41000 + port % 100);
+        let waits_before = net.timer_waits;
+        let got = net.exchange(h, &data);
+        assert_eq!(got.len(), expected.len(), "port {port}");
+        assert!(got == expected, "port {port}: bytes differ");
+        // The final FIN/ACK exchange may wait once; the transfer itself never does.
+        assert!(
+            net.timer_waits - waits_before <= 1,
+            "port {port}: {} timer waits",
+            net.timer_waits - waits_before
+        );
+    }
+}
+
+/// A lossy wire (3% of frames dropped each way, fixed seed): TCP repairs it,
+/// 256 KiB still come back byte-exact.
+#[test]
+fn tcp_repairs_a_lossy_wire() {
+    let mut net = Net::with_loss(stack_memory!(), 30, 1234);
+    let data = Rng(3).bytes(256 * 1024);
+    let h = net.established((v6(), ECHO_PORT), 42000);
+    assert!(net.exchange(h, &data) == data);
+}
+
+/// As many connections as the pool holds all work at once; one more is
+/// refused with a reset while the others keep working; when one closes its
+/// slot is re-armed at once and the next client gets in.
+#[test]
+fn pool_full_refuses_then_rearms() {
+    let mut net = Net::new(stack_memory!());
+    let handles: Vec<_> = (0..TCP_SOCKETS_PER_SERVICE)
+        .map(|i| net.established((v4(), ECHO_PORT), 43000 + i as u16))
+        .collect();
+    assert_eq!(net.stack.tcp_in_use(ECHO_PORT), TCP_SOCKETS_PER_SERVICE);
+
+    let extra = net.connect((v4(), ECHO_PORT), 43999);
+    net.run_until("the refusal", |n| {
+        n.tcp(extra).state() != tcp::State::SynSent
+    });
+    assert_eq!(
+        net.tcp(extra).state(),
+        tcp::State::Closed,
+        "refused with RST"
+    );
+    // Upper-case has its own pool: unaffected.
+    let other = net.established((v4(), UPPER_PORT), 43998);
+    assert_eq!(net.exchange(other, b"still here"), b"STILL HERE");
+
+    // Every pooled connection still echoes; the first one closes.
+    for (i, &h) in handles.iter().enumerate().skip(1) {
+        let msg = format!("connection {i}");
+        net.tcp(h).send_slice(msg.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        net.run_until("echo on a pooled connection", |n| {
+            let s = n.tcp(h);
+            while s.can_recv() {
+                s.recv(|b| {
+                    got.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
+            }
+            got.len() >= msg.len()
+        });
+        assert_eq!(got, msg.as_bytes());
+    }
+    assert_eq!(net.exchange(handles[0], b"bye"), b"bye");
+    net.run_until("the slot back in LISTEN", |n| {
+        n.stack.tcp_in_use(ECHO_PORT) < TCP_SOCKETS_PER_SERVICE
+    });
+    let next = net.established((v4(), ECHO_PORT), 43997);
+    assert_eq!(net.exchange(next, b"next"), b"next");
+}
+
+/// Half-close: the host sends 100 KB and shuts down its side at once; the
+/// stack answers every byte, then closes, and its socket returns to the pool.
+#[test]
+fn half_close_loses_nothing() {
+    let mut net = Net::new(stack_memory!());
+    let data = Rng(9).bytes(100_000);
+    let h = net.established((v6(), UPPER_PORT), 44000);
+    assert_eq!(net.tcp(h).send_slice(&data).unwrap(), data.len());
+    net.tcp(h).close(); // the FIN is queued right behind data the stack has not seen yet
+    let mut got = Vec::new();
+    net.run_until("all bytes and the FIN", |n| {
+        let s = n.tcp(h);
+        while s.can_recv() {
+            s.recv(|b| {
+                got.extend_from_slice(b);
+                (b.len(), ())
+            })
+            .unwrap();
+        }
+        !s.may_recv()
+    });
+    assert_eq!(got.len(), data.len());
+    assert!(got == upper(&data));
+    net.run_until("the stack's socket back in LISTEN", |n| {
+        n.stack.tcp_in_use(UPPER_PORT) == 0
+    });
+}
+
+/// The last data and the FIN leave in the same segment (a FIN sent alone
+/// after the data is easily lost by a client that closes at once).
+#[test]
+fn fin_rides_with_the_last_data() {
+    let mut net = Net::new(stack_memory!());
+    let sent = Rc::new(RefCell::new(Vec::new()));
+    net.stack_end.sent = Some(sent.clone());
+    let h = net.established((v4(), ECHO_PORT), 45000);
+    assert_eq!(net.exchange(h, b"last words"), b"last words");
+    let fins: Vec<(bool, usize)> = sent
+        .borrow()
+        .iter()
+        .filter_map(|f| tcp_of(f))
+        .filter(|(fin, _)| *fin)
+        .collect();
+    assert_eq!(
+        fins,
+        vec![(true, b"last words".len())],
+        "one FIN, carrying the data"
+    );
+}
+
+/// (FIN flag, payload length) of an IPv4/IPv6 TCP frame.
+fn tcp_of(frame: &[u8]) -> Option<(bool, usize)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let (proto, payload) = match eth.ethertype() {
+        EthernetProtocol::Ipv4 => {
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            (ip.next_header(), ip.payload().to_vec())
+        }
+        EthernetProtocol::Ipv6 => {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            (ip.next_header(), ip.payload().to_vec())
+        }
+        _ => return None,
+    };
+    if proto != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(&payload[..]).ok()?;
+    Some((tcp.fin(), tcp.payload().len()))
+}
+
+/// Back-to-back connects, each sending, half-closing and reading to the end
+/// before the next starts, never meet a refusal: the pool re-arms at once.
+#[test]
+fn back_to_back_connects_never_refused() {
+    let mut net = Net::new(stack_memory!());
+    for i in 0..300u16 {
+        let h = net.established((if i % 2 == 0 { v4() } else { v6() }, ECHO_PORT), 46000 + i);
+        let msg = format!("connect {i}");
+        assert_eq!(net.exchange(h, msg.as_bytes()), msg.as_bytes());
+        net.host_sockets.remove(h);
+    }
+    net.run_until("every slot back in LISTEN", |n| {
+        n.stack.tcp_in_use(ECHO_PORT) == 0
+    });
+}
+
+/// Datagrams from a multicast or broadcast source are never answered (no
+/// amplification); a unicast one right after is.
+#[test]
+fn no_answer_to_group_sources() {
+    use smoltcp::wire::{Ipv4Address, Ipv4Repr, UdpPacket, UdpRepr};
+    let mut net = Net::new(stack_memory!());
+    // Prime ARP so the stack could answer if it wanted to.
+    assert_eq!(net.datagram((v4(), ECHO_PORT), 47000, b"ping").0, b"ping");
+
+    for src in [
+        Ipv4Address::new(192, 168, 69, 255),
+        Ipv4Address::new(224, 0, 0, 1),
+        Ipv4Address::BROADCAST,
+    ] {
+        let frame = udp_frame(src, b"amplify me");
+        let sent = Rc::new(RefCell::new(Vec::new()));
+        net.stack_end.sent = Some(sent.clone());
+        net.stack_end.rx.borrow_mut().push_back(frame);
+        for _ in 0..20 {
+            net.step();
+        }
+        assert!(
+            sent.borrow().iter().all(|f| !is_udp_from_echo(f)),
+            "answered a datagram from {src}"
+        );
+        net.stack_end.sent = None;
+    }
+    assert_eq!(
+        net.datagram((v4(), ECHO_PORT), 47001, b"unicast").0,
+        b"unicast"
+    );
+
+    fn udp_frame(src: Ipv4Address, payload: &[u8]) -> Vec<u8> {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{EthernetRepr, Ipv4Packet};
+        let udp = UdpRepr {
+            src_port: 47002,
+            dst_port: ECHO_PORT,
+        };
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: config::STACK_IPV4.address(),
+            next_header: IpProtocol::Udp,
+            payload_len: udp.header_len() + payload.len(),
+            hop_limit: 64,
+        };
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x64]),
+            dst_addr: config::STACK_MAC,
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let mut frame =
+            vec![0; eth.buffer_len() + ip.buffer_len() + udp.header_len() + payload.len()];
+        let mut e = EthernetFrame::new_unchecked(&mut frame[..]);
+        eth.emit(&mut e);
+        let mut p = Ipv4Packet::new_unchecked(e.payload_mut());
+        let caps = ChecksumCapabilities::default();
+        ip.emit(&mut p, &caps);
+        let mut u = UdpPacket::new_unchecked(p.payload_mut());
+        udp.emit(
+            &mut u,
+            &IpAddress::Ipv4(src),
+            &IpAddress::Ipv4(config::STACK_IPV4.address()),
+            payload.len(),
+            |b| b.copy_from_slice(payload),
+            &caps,
+        );
+        frame
+    }
+
+    fn is_udp_from_echo(frame: &[u8]) -> bool {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return false;
+        };
+        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+            return false;
+        };
+        ip.next_header() == IpProtocol::Udp
+            && UdpPacket::new_checked(ip.payload()).is_ok_and(|u| u.src_port() == ECHO_PORT)
+    }
+}
+
+/// An idle stack with no connection asks for no wake-up at all: the binary
+/// can sleep until a frame arrives (no CPU while idle).
+#[test]
+fn idle_stack_needs_no_timer() {
+    let (sockets, buffers) = stack_memory!();
+    let to_stack: Queue = Rc::default();
+    let mut end = End {
+        rx: to_stack.clone(),
+        tx: to_stack,
+        loss: None,
+        sent: None,
+    };
+    let now = Instant::from_millis(0);
+    let mut stack = Stack::new(&Settings::default(), sockets, buffers, &mut end, now).unwrap();
+    assert_eq!(stack.poll(now, &mut end), None);
+    assert_eq!(stack.poll(Instant::from_secs(3600), &mut end), None);
+}
