@@ -59,10 +59,10 @@ pub fn check(addrs: &Addresses) -> Result<(), ConfigError> {
     {
         return Err(ConfigError::Ipv4NotHost);
     }
-    if let Some(gw) = addrs.gateway4 {
-        if gw == v4 || !addrs.ipv4.contains_addr(&gw) {
-            return Err(ConfigError::Gateway4OffLink);
-        }
+    if let Some(gw) = addrs.gateway4
+        && (gw == v4 || !addrs.ipv4.contains_addr(&gw))
+    {
+        return Err(ConfigError::Gateway4OffLink);
     }
     let v6 = addrs.ipv6.address();
     if v6.is_unspecified() || v6.is_multicast() || v6.is_loopback() {

@@ -6,6 +6,8 @@
 //! nobody has work to do, so a test can tell "answered at once" from "answered
 //! after a timer". The wire can drop frames with a seeded generator.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test, with its place.
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -150,7 +152,7 @@ impl Net {
         let to_stack: Queue = Rc::default();
         let to_host: Queue = Rc::default();
         let rng = Rc::new(RefCell::new(Rng(seed | 1)));
-        let loss = (loss_per_mille > 0).then(|| (rng, loss_per_mille));
+        let loss = (loss_per_mille > 0).then_some((rng, loss_per_mille));
         let mut stack_end = End {
             rx: to_stack.clone(),
             tx: to_host.clone(),

@@ -1,5 +1,5 @@
 //! The TCP adapter: moves bytes from a socket's receive buffer through a
-//! [`Transform`](super::Transform) into the same socket's transmit buffer.
+//! [`Transform`] into the same socket's transmit buffer.
 //!
 //! Guarantees, for one call of [`serve`]:
 //! - every readable byte is moved unless the transmit buffer is full, in which
