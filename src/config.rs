@@ -71,6 +71,15 @@ pub const UDP_TX_BUFFER: usize = UDP_RX_BUFFER;
 /// socket. It must hold the largest UDP datagram a socket can receive.
 pub const SCRATCH_BUFFER: usize = UDP_RX_BUFFER;
 
+/// The fault injector's frame buffers (one to copy a received frame it
+/// corrupts, one to build a sent frame it drops): a jumbo frame (9216 bytes of
+/// IP) plus its Ethernet header. Longer frames pass the injector untouched.
+pub const FAULT_FRAME_BUFFER: usize = 9216 + 14;
+
+/// Addresses on the interface: IPv4, IPv6, IPv6 link-local. Must match
+/// smoltcp's `iface-max-addr-count-3` feature in Cargo.toml.
+pub const IFACE_ADDRESSES: usize = 3;
+
 /// TCP sockets in all pools.
 pub const TCP_SOCKET_COUNT: usize = SERVICE_COUNT * TCP_SOCKETS_PER_SERVICE;
 /// UDP sockets: one per service.

@@ -24,6 +24,9 @@
 extern crate std;
 
 pub mod config;
+pub mod counters;
+pub mod faults;
+pub mod inspect;
 pub mod link;
 pub mod network;
 pub mod services;

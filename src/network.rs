@@ -131,6 +131,18 @@ pub fn is_unicast_peer(iface: &Interface, addr: &IpAddress) -> bool {
     }
 }
 
+/// Whether `addr` can never be the source of a packet arriving on the link:
+/// loopback (RFC 1122 3.2.1.3, RFC 4291 2.5.3), multicast, or the IPv4
+/// limited broadcast. Such packets are dropped before the stack sees them,
+/// so nothing is ever answered to them. (`::` stays allowed: NDP's duplicate
+/// address detection sends from it.)
+pub fn is_martian_source(addr: &IpAddress) -> bool {
+    match addr {
+        IpAddress::Ipv4(a) => a.is_loopback() || a.is_multicast() || a.is_broadcast(),
+        IpAddress::Ipv6(a) => a.is_loopback() || a.is_multicast(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +167,24 @@ mod tests {
             gateway4: Some(HOST_IPV4.address()),
             ipv6: STACK_IPV6,
             gateway6: Some(HOST_IPV6.address()),
+        }
+    }
+
+    #[test]
+    fn martian_sources() {
+        let martian = |s: &str| is_martian_source(&s.parse::<IpAddress>().unwrap());
+        for bad in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "ff02::1",
+        ] {
+            assert!(martian(bad), "{bad}");
+        }
+        for good in ["192.168.69.100", "0.0.0.0", "fdaa::100", "fe80::1", "::"] {
+            assert!(!martian(good), "{good}");
         }
     }
 

@@ -20,12 +20,16 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, Ipv6Address};
 
+use core::cell::RefCell;
+
 use crate::config::{
-    self, MAX_POLL_ROUNDS, SCRATCH_BUFFER, SERVICE_COUNT, SOCKET_COUNT, TCP_RX_BUFFER,
-    TCP_SOCKET_COUNT, TCP_SOCKETS_PER_SERVICE, TCP_TX_BUFFER, UDP_PACKET_SLOTS, UDP_RX_BUFFER,
-    UDP_SOCKET_COUNT, UDP_TX_BUFFER,
+    self, FAULT_FRAME_BUFFER, MAX_POLL_ROUNDS, SCRATCH_BUFFER, SERVICE_COUNT, SOCKET_COUNT,
+    TCP_RX_BUFFER, TCP_SOCKET_COUNT, TCP_SOCKETS_PER_SERVICE, TCP_TX_BUFFER, UDP_PACKET_SLOTS,
+    UDP_RX_BUFFER, UDP_SOCKET_COUNT, UDP_TX_BUFFER,
 };
-use crate::link;
+use crate::counters::{Counters, Policy};
+use crate::faults::{FaultSettings, Injector};
+use crate::link::{self, Observed, Observer, Shared};
 use crate::network::{self, Addresses};
 use crate::services::{self, Service};
 use crate::transport::{TcpBuffers, UdpBuffers, UdpSlots};
@@ -43,6 +47,8 @@ pub struct Settings {
     pub upper_port: u16,
     /// Seed for TCP initial sequence numbers; use a different one each start.
     pub random_seed: u64,
+    /// Faults to inject on the link (none by default).
+    pub faults: FaultSettings,
 }
 
 impl Default for Settings {
@@ -59,6 +65,7 @@ impl Default for Settings {
             echo_port: config::ECHO_PORT,
             upper_port: config::UPPER_PORT,
             random_seed: 0,
+            faults: FaultSettings::default(),
         }
     }
 }
@@ -145,6 +152,8 @@ pub struct Buffers {
     tcp: [TcpBuffers; TCP_SOCKET_COUNT],
     udp: [UdpBuffers; UDP_SOCKET_COUNT],
     scratch: [u8; SCRATCH_BUFFER],
+    fault_rx: [u8; FAULT_FRAME_BUFFER],
+    fault_tx: [u8; FAULT_FRAME_BUFFER],
 }
 
 impl Buffers {
@@ -154,6 +163,8 @@ impl Buffers {
             tcp: [const { TcpBuffers::new() }; TCP_SOCKET_COUNT],
             udp: [const { UdpBuffers::new() }; UDP_SOCKET_COUNT],
             scratch: [0; SCRATCH_BUFFER],
+            fault_rx: [0; FAULT_FRAME_BUFFER],
+            fault_tx: [0; FAULT_FRAME_BUFFER],
         }
     }
 }
@@ -167,7 +178,8 @@ impl Default for Buffers {
 /// A service and the sockets it was given.
 struct Bound {
     service: Service,
-    tcp: heapless::Vec<SocketHandle, TCP_SOCKETS_PER_SERVICE>,
+    /// Each TCP socket, with the state it had at the end of the last serve.
+    tcp: heapless::Vec<(SocketHandle, tcp::State), TCP_SOCKETS_PER_SERVICE>,
     udp: SocketHandle,
 }
 
@@ -177,8 +189,12 @@ pub struct Stack<'a> {
     sockets: SocketSet<'a>,
     services: heapless::Vec<Bound, SERVICE_COUNT>,
     scratch: &'a mut [u8; SCRATCH_BUFFER],
+    fault_rx: &'a mut [u8; FAULT_FRAME_BUFFER],
+    fault_tx: &'a mut [u8; FAULT_FRAME_BUFFER],
     addresses: Addresses,
     mac: EthernetAddress,
+    counters: Counters,
+    injector: Injector,
 }
 
 impl<'a> Stack<'a> {
@@ -208,7 +224,13 @@ impl<'a> Stack<'a> {
             slots,
             udp: udp_slots,
         } = sockets;
-        let Buffers { tcp, udp, scratch } = buffers;
+        let Buffers {
+            tcp,
+            udp,
+            scratch,
+            fault_rx,
+            fault_tx,
+        } = buffers;
         let mut set = SocketSet::new(&mut slots[..]);
         let mut tcp = tcp.iter_mut();
         let mut udp = udp.iter_mut().zip(udp_slots.iter_mut());
@@ -225,7 +247,7 @@ impl<'a> Stack<'a> {
                     .listen(service.port)
                     .map_err(|_| ConfigError::BadPorts)?;
                 // Both bounds are the same constant: a push cannot overflow.
-                let _ = handles.push(set.add(socket));
+                let _ = handles.push((set.add(socket), tcp::State::Listen));
             }
             let (payload, slots) = udp.next().ok_or(ConfigError::BadPorts)?;
             let mut socket = payload.socket(slots);
@@ -245,8 +267,12 @@ impl<'a> Stack<'a> {
             sockets: set,
             services,
             scratch,
+            fault_rx,
+            fault_tx,
             addresses: settings.addresses,
             mac: settings.mac,
+            counters: Counters::default(),
+            injector: Injector::new(settings.faults),
         })
     }
 
@@ -255,8 +281,34 @@ impl<'a> Stack<'a> {
     /// until a frame arrives). Bounded: at most [`MAX_POLL_ROUNDS`] rounds;
     /// if there is still work after that it returns a zero delay.
     pub fn poll<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> Option<Duration> {
+        self.poll_observed(now, device, None)
+    }
+
+    /// [`Stack::poll`], showing every frame to `observer` (a trace, a pcap).
+    pub fn poll_observed<D: Device + ?Sized>(
+        &mut self,
+        now: Instant,
+        device: &mut D,
+        mut observer: Option<&mut dyn Observer>,
+    ) -> Option<Duration> {
         for _ in 0..MAX_POLL_ROUNDS {
-            self.iface.poll(now, device, &mut self.sockets);
+            {
+                // The link's view of this poll: faults, counters, observer.
+                let shared = RefCell::new(Shared {
+                    counters: &mut self.counters,
+                    injector: &mut self.injector,
+                    policy: policy(self.mac, &self.iface, &self.sockets, &self.services),
+                    observer: observer.as_deref_mut(),
+                });
+                let mut link = Observed::new(
+                    device,
+                    &shared,
+                    &mut self.fault_rx[..],
+                    &mut self.fault_tx[..],
+                    now,
+                );
+                self.iface.poll(now, &mut link, &mut self.sockets);
+            }
             if !self.serve() {
                 return self.iface.poll_delay(now, &self.sockets);
             }
@@ -267,10 +319,11 @@ impl<'a> Stack<'a> {
     /// Runs every service over its sockets once. True if anything moved.
     fn serve(&mut self) -> bool {
         let mut busy = false;
-        for bound in &self.services {
+        for bound in &mut self.services {
             let transform = bound.service.transform;
-            for &handle in &bound.tcp {
-                let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            for (handle, last) in &mut bound.tcp {
+                let socket = self.sockets.get_mut::<tcp::Socket>(*handle);
+                count_transition(&mut self.counters, *last, socket.state());
                 busy |= services::stream::serve(
                     socket,
                     bound.service.port,
@@ -278,6 +331,7 @@ impl<'a> Stack<'a> {
                     transform,
                 )
                 .any();
+                *last = socket.state();
             }
             let iface = &self.iface;
             let socket = self.sockets.get_mut::<udp::Socket>(bound.udp);
@@ -286,6 +340,11 @@ impl<'a> Stack<'a> {
                 services::datagram::serve(socket, &mut self.scratch[..], transform, is_peer).any();
         }
         busy
+    }
+
+    /// The counters since start.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// The smoltcp interface (addresses, routes, neighbours).
@@ -305,7 +364,7 @@ impl<'a> Stack<'a> {
             .iter()
             .filter(|b| b.service.port == port)
             .flat_map(|b| b.tcp.iter())
-            .filter(|&&h| {
+            .filter(|&&(h, _)| {
                 !matches!(
                     self.sockets.get::<tcp::Socket>(h).state(),
                     tcp::State::Listen | tcp::State::Closed
@@ -325,6 +384,58 @@ impl<'a> Stack<'a> {
     }
 }
 
+/// What the counters need to classify the frames of the next poll: our MAC
+/// and addresses, the service ports, and how many listeners each TCP pool has
+/// free (a SYN that finds none is refused).
+fn policy(
+    mac: EthernetAddress,
+    iface: &Interface,
+    sockets: &SocketSet<'_>,
+    services: &[Bound],
+) -> Policy {
+    let mut policy = Policy {
+        mac,
+        addresses: iface.ip_addrs().iter().copied().collect(),
+        tcp_ports: heapless::Vec::new(),
+        udp_ports: heapless::Vec::new(),
+    };
+    for bound in services {
+        let free = bound
+            .tcp
+            .iter()
+            .filter(|(h, _)| sockets.get::<tcp::Socket>(*h).is_listening())
+            .count();
+        // At most SERVICE_COUNT <= MAX_SERVICE_PORTS entries (checked at compile time).
+        let _ = policy.tcp_ports.push((bound.service.port, free));
+        let _ = policy.udp_ports.push(bound.service.port);
+    }
+    policy
+}
+
+const _: () = assert!(SERVICE_COUNT <= crate::counters::MAX_SERVICE_PORTS);
+
+/// Counts a TCP connection opening or ending, from the state a socket had at
+/// the end of the last serve (`was`) and has now.
+fn count_transition(counters: &mut Counters, was: tcp::State, now: tcp::State) {
+    use tcp::State::*;
+    let connected = |s| {
+        matches!(
+            s,
+            Established | FinWait1 | FinWait2 | CloseWait | Closing | LastAck | TimeWait
+        )
+    };
+    if connected(now) && matches!(was, Listen | SynReceived | Closed) {
+        counters.tcp_opened += 1;
+    }
+    if now == Closed && was != Closed && was != Listen {
+        if matches!(was, LastAck | TimeWait | Closing) {
+            counters.tcp_closed += 1;
+        } else {
+            counters.tcp_reset += 1;
+        }
+    }
+}
+
 /// The stack's whole RAM, computed from the constants in [`crate::config`]
 /// and the sizes of smoltcp's types, at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -337,6 +448,8 @@ pub struct RamBudget {
     pub socket_storage: usize,
     /// The services' work buffer.
     pub scratch: usize,
+    /// The fault injector's two frame buffers.
+    pub fault_buffers: usize,
     /// The interface (addresses, routes, neighbour cache) and the service table.
     pub stack: usize,
 }
@@ -349,13 +462,19 @@ impl RamBudget {
             udp_buffers: UDP_SOCKET_COUNT * (size_of::<UdpBuffers>() + size_of::<UdpSlots>()),
             socket_storage: SOCKET_COUNT * size_of::<SocketStorage<'static>>(),
             scratch: SCRATCH_BUFFER,
+            fault_buffers: 2 * FAULT_FRAME_BUFFER,
             stack: size_of::<Stack<'static>>(),
         }
     }
 
     /// Everything together.
     pub const fn total(&self) -> usize {
-        self.tcp_buffers + self.udp_buffers + self.socket_storage + self.scratch + self.stack
+        self.tcp_buffers
+            + self.udp_buffers
+            + self.socket_storage
+            + self.scratch
+            + self.fault_buffers
+            + self.stack
     }
 }
 
@@ -369,6 +488,7 @@ const _: () = assert!(
             + RAM_BUDGET.udp_buffers
             + RAM_BUDGET.socket_storage
             + RAM_BUDGET.scratch
+            + RAM_BUDGET.fault_buffers
 );
 
 /// Shows `n` bytes as KiB or MiB with one decimal.
@@ -433,6 +553,13 @@ impl fmt::Display for RamBudget {
         )?;
         writeln!(
             f,
+            "  {:<16} {:>10}  2 x {} (a copy for a corrupted frame, a sink for a dropped one)",
+            "fault buffers",
+            Bytes(self.fault_buffers),
+            Bytes(FAULT_FRAME_BUFFER)
+        )?;
+        writeln!(
+            f,
             "  {:<16} {:>10}  interface, neighbour cache, routes, service table",
             "stack",
             Bytes(self.stack)
@@ -471,7 +598,12 @@ mod tests {
         );
         assert_eq!(
             b.total(),
-            b.tcp_buffers + b.udp_buffers + b.socket_storage + b.scratch + b.stack
+            b.tcp_buffers
+                + b.udp_buffers
+                + b.socket_storage
+                + b.scratch
+                + b.fault_buffers
+                + b.stack
         );
         assert!(b.udp_buffers >= UDP_SOCKET_COUNT * (UDP_RX_BUFFER + UDP_TX_BUFFER));
     }

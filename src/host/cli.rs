@@ -6,6 +6,7 @@ use std::fmt;
 use clap::Parser;
 use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
 use tapstack::config::{self, ParseError};
+use tapstack::faults::FaultSettings;
 use tapstack::network::Addresses;
 
 /// A MAC shown the way `ip link` shows it (smoltcp prints dashes).
@@ -58,7 +59,7 @@ Exit codes: 0 stopped by SIGINT/SIGTERM, 1 the TAP or the system said no, 2 bad 
 /// tapstack: an embedded-style TCP/IP stack (smoltcp, no heap) on a Linux TAP,
 /// serving echo and upper-case over TCP and UDP, IPv4 and IPv6.
 #[derive(Parser, Debug)]
-#[command(name = "tapstack", version, about, after_help = EXAMPLES)]
+#[command(name = "tapstack", version, about, after_help = EXAMPLES, allow_negative_numbers = true)]
 pub struct Args {
     /// TAP interface to attach to.
     #[arg(long, value_name = "NAME", default_value = config::DEFAULT_TAP, value_parser = tap_name)]
@@ -104,6 +105,65 @@ pub struct Args {
     /// With --create: the host's IPv6 address on the TAP.
     #[arg(long, value_name = "CIDR", default_value_t = config::HOST_IPV6, value_parser = config::parse_ipv6_cidr)]
     pub host_ipv6: Ipv6Cidr,
+
+    /// Write every frame, both ways, to a pcap file for Wireshark; `-` streams
+    /// to stdout (`tapstack --pcap - | wireshark -k -i -`), and the banner and
+    /// trace then go to stderr.
+    #[arg(long, value_name = "FILE", help_heading = "Seeing the layers")]
+    pub pcap: Option<String>,
+
+    /// Print one line per frame, layer by layer (Ethernet | IP | TCP/UDP/ICMP).
+    #[arg(long, help_heading = "Seeing the layers")]
+    pub trace: bool,
+
+    /// Drop this percentage of frames, each direction.
+    #[arg(long, value_name = "PCT", default_value_t = 0, value_parser = percent, help_heading = "Fault injection")]
+    pub drop_chance: u8,
+
+    /// Flip one bit in this percentage of frames, each direction.
+    #[arg(long, value_name = "PCT", default_value_t = 0, value_parser = percent, help_heading = "Fault injection")]
+    pub corrupt_chance: u8,
+
+    /// Drop frames longer than this many bytes (Ethernet header included).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Fault injection")]
+    pub size_limit: Option<u32>,
+
+    /// Let at most PACKETS frames through per INTERVAL, each direction, e.g. 100/1s or 10/50ms.
+    #[arg(long, value_name = "PACKETS/INTERVAL", value_parser = rate, help_heading = "Fault injection")]
+    pub rate_limit: Option<(u32, smoltcp::time::Duration)>,
+
+    /// Seed of the fault generator: the same seed gives the same faults [default: random].
+    #[arg(long, value_name = "N", help_heading = "Fault injection")]
+    pub seed: Option<u64>,
+}
+
+fn percent(s: &str) -> Result<u8, String> {
+    match s.parse::<u8>() {
+        Ok(p) if p <= 100 => Ok(p),
+        _ => Err("expected a percentage from 0 to 100".into()),
+    }
+}
+
+fn rate(s: &str) -> Result<(u32, smoltcp::time::Duration), String> {
+    let bad = || "expected PACKETS/INTERVAL with a unit, like 100/1s or 10/50ms".to_string();
+    let (packets, interval) = s.split_once('/').ok_or_else(bad)?;
+    let packets: u32 = packets.parse().ok().filter(|&p| p > 0).ok_or_else(bad)?;
+    let (number, scale) = if let Some(n) = interval.strip_suffix("ms") {
+        (n, 1_000)
+    } else if let Some(n) = interval.strip_suffix("us") {
+        (n, 1)
+    } else if let Some(n) = interval.strip_suffix('s') {
+        (n, 1_000_000)
+    } else {
+        return Err(bad());
+    };
+    let micros = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&m| m > 0)
+        .ok_or_else(bad)?;
+    Ok((packets, smoltcp::time::Duration::from_micros(micros)))
 }
 
 /// What the binary runs with, derived from [`Args`].
@@ -119,6 +179,10 @@ pub struct Settings {
     pub host_ipv6: Ipv6Cidr,
     /// The core's settings.
     pub stack: tapstack::Settings,
+    /// `--pcap`: a path, or `-` for stdout.
+    pub pcap: Option<String>,
+    /// `--trace`.
+    pub trace: bool,
 }
 
 impl Args {
@@ -154,13 +218,43 @@ impl Args {
                 self.host_ipv6, self.ipv6
             ));
         }
+        // The default gateway is the host's side of the TAP, when it is on the
+        // stack's subnet; otherwise there is none (the stack answers on-link).
+        let host4 = self.host_ipv4.address();
+        let host6 = self.host_ipv6.address();
         let addresses = Addresses {
             ipv4: self.ipv4,
-            gateway4: Some(self.gateway.unwrap_or(self.host_ipv4.address())),
+            gateway4: self
+                .gateway
+                .or(self.ipv4.contains_addr(&host4).then_some(host4)),
             ipv6: self.ipv6,
-            gateway6: Some(self.gateway6.unwrap_or(self.host_ipv6.address())),
+            gateway6: self
+                .gateway6
+                .or(self.ipv6.contains_addr(&host6).then_some(host6)),
         };
-        tapstack::network::check(&addresses).map_err(|e| e.to_string())?;
+        tapstack::network::check(&addresses).map_err(|e| {
+            use tapstack::ConfigError::*;
+            let (flag, value) = match e {
+                Ipv4NotHost => ("--ipv4", self.ipv4.to_string()),
+                Ipv6NotHost => ("--ipv6", self.ipv6.to_string()),
+                Gateway4OffLink => (
+                    "--gateway",
+                    addresses
+                        .gateway4
+                        .map(|g| g.to_string())
+                        .unwrap_or_default(),
+                ),
+                Gateway6OffLink => (
+                    "--gateway6",
+                    addresses
+                        .gateway6
+                        .map(|g| g.to_string())
+                        .unwrap_or_default(),
+                ),
+                _ => ("", String::new()),
+            };
+            format!("{flag} {value}: {e}")
+        })?;
         Ok(Settings {
             tap: self.tap,
             create: self.create,
@@ -172,7 +266,19 @@ impl Args {
                 echo_port: self.echo_port,
                 upper_port: self.upper_port,
                 random_seed: random_seed(),
+                faults: FaultSettings {
+                    drop_pct: self.drop_chance,
+                    corrupt_pct: self.corrupt_chance,
+                    size_limit: self.size_limit.map_or(0, |n| n as usize),
+                    rate_limit: self.rate_limit.map_or(0, |(n, _)| n),
+                    rate_interval: self
+                        .rate_limit
+                        .map_or(smoltcp::time::Duration::ZERO, |(_, d)| d),
+                    seed: self.seed.unwrap_or_else(random_seed),
+                },
             },
+            pcap: self.pcap,
+            trace: self.trace,
         })
     }
 }
@@ -228,6 +334,26 @@ mod tests {
     }
 
     #[test]
+    fn gateway_only_by_default_when_on_link() {
+        let s = parse(&["--ipv4", "10.0.0.2/24"]).unwrap();
+        assert_eq!(s.stack.addresses.gateway4, None);
+        assert_eq!(
+            s.stack.addresses.gateway6,
+            Some(config::HOST_IPV6.address())
+        );
+        let err = parse(&["--ipv4", "192.168.69.0/24"]).unwrap_err();
+        assert!(
+            err.starts_with("--ipv4 192.168.69.0/24: the IPv4 address is not a host address"),
+            "{err}"
+        );
+        let err = parse(&["--gateway", "10.0.0.1"]).unwrap_err();
+        assert!(
+            err.starts_with("--gateway 10.0.0.1: the IPv4 gateway must be"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn gateway_follows_host_address() {
         let s = parse(&[
             "--create",
@@ -276,12 +402,63 @@ mod tests {
                 &["--gateway", "10.0.0.1"],
                 "gateway must be another address on the stack's subnet",
             ),
+            (
+                &["--drop-chance", "101"],
+                "'--drop-chance <PCT>': expected a percentage from 0 to 100",
+            ),
+            (&["--corrupt-chance", "-5"], "'--corrupt-chance <PCT>'"),
+            (
+                &["--rate-limit", "10"],
+                "'--rate-limit <PACKETS/INTERVAL>': expected PACKETS/INTERVAL",
+            ),
+            (&["--rate-limit", "0/1s"], "expected PACKETS/INTERVAL"),
+            (&["--rate-limit", "10/5"], "expected PACKETS/INTERVAL"),
+            (&["--size-limit", "0"], "'--size-limit <BYTES>'"),
+            (&["--seed", "x"], "'--seed <N>'"),
         ];
         for (args, expected) in cases {
             let err = parse(args).unwrap_err();
             assert!(err.contains(expected), "{args:?}: {err}");
             assert!(!err.contains('\n'), "{args:?}: more than one line: {err}");
         }
+    }
+
+    #[test]
+    fn fault_flags() {
+        let s = parse(&[
+            "--drop-chance",
+            "10",
+            "--corrupt-chance",
+            "5",
+            "--size-limit",
+            "600",
+            "--rate-limit",
+            "10/50ms",
+            "--seed",
+            "7",
+        ])
+        .unwrap();
+        let f = s.stack.faults;
+        assert_eq!(
+            (
+                f.drop_pct,
+                f.corrupt_pct,
+                f.size_limit,
+                f.rate_limit,
+                f.seed
+            ),
+            (10, 5, 600, 10, 7)
+        );
+        assert_eq!(f.rate_interval, smoltcp::time::Duration::from_millis(50));
+        assert_eq!(
+            parse(&["--rate-limit", "3/2s"])
+                .unwrap()
+                .stack
+                .faults
+                .rate_interval,
+            smoltcp::time::Duration::from_secs(2)
+        );
+        assert!(!parse(&[]).unwrap().stack.faults.any());
     }
 
     #[test]

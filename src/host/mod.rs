@@ -7,6 +7,7 @@
 //! every queued frame before it serves and transmits.
 
 pub mod cli;
+pub mod observe;
 pub mod signals;
 pub mod tap;
 
@@ -37,6 +38,8 @@ pub enum Error {
     Gone { name: String, err: io::Error },
     /// Setting up signals or waiting failed.
     System { what: &'static str, err: io::Error },
+    /// The pcap file could not be written.
+    Pcap { path: String, err: io::Error },
 }
 
 impl Error {
@@ -59,6 +62,12 @@ impl fmt::Display for Error {
                 "TAP '{name}' went away while running ({err}): was it deleted? Start tapstack again when it is back"
             ),
             Self::System { what, err } => write!(f, "{what} failed: {err}"),
+            Self::Pcap { path, err } => {
+                write!(
+                    f,
+                    "cannot write the pcap file '{path}': {err}; pick a writable path, or `--pcap -` for stdout"
+                )
+            }
         }
     }
 }
@@ -81,6 +90,7 @@ pub fn run(settings: Settings) -> Result<Stopped, Error> {
         err,
     })?;
 
+    let mut observer = observer(&settings)?;
     let mut tap = Tap::open(&settings.tap, settings.create).map_err(Error::Open)?;
     if tap.created() {
         tap.configure_host(settings.host_ipv4, settings.host_ipv6)
@@ -100,10 +110,16 @@ pub fn run(settings: Settings) -> Result<Stopped, Error> {
     print_banner(&settings, &tap, &stack);
 
     let tap_fd = tap.fd();
-    loop {
-        let delay = stack.poll(clock.now(), &mut tap);
+    let result = loop {
+        let delay = if observer.active() {
+            let delay = stack.poll_observed(clock.now(), &mut tap, Some(&mut observer));
+            observer.flush();
+            delay
+        } else {
+            stack.poll(clock.now(), &mut tap)
+        };
         if let Some(tap::Gone(err)) = tap.take_fatal() {
-            return Err(Error::Gone {
+            break Err(Error::Gone {
                 name: settings.tap.clone(),
                 err,
             });
@@ -129,30 +145,67 @@ pub fn run(settings: Settings) -> Result<Stopped, Error> {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => {
-                return Err(Error::System {
+                break Err(Error::System {
                     what: "waiting on the TAP (poll)",
                     err,
                 });
             }
         }
         if fds[1].revents & libc::POLLIN != 0 {
-            let signal = signals.read().map_err(|err| Error::System {
-                what: "reading the signal",
-                err,
-            })?;
-            return Ok(Stopped {
-                signal,
-                tx_dropped: tap.tx_dropped(),
-            });
+            break match signals.read() {
+                Ok(signal) => Ok(Stopped {
+                    signal,
+                    tx_dropped: tap.tx_dropped(),
+                }),
+                Err(err) => Err(Error::System {
+                    what: "reading the signal",
+                    err,
+                }),
+            };
         }
         if fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
             let tap::Gone(err) = tap.probe_error();
-            return Err(Error::Gone {
+            break Err(Error::Gone {
                 name: settings.tap.clone(),
                 err,
             });
         }
-    }
+    };
+    // However the loop ended, the capture is complete up to here.
+    observer.flush();
+    eprint!("Counters:\n{}", stack.counters());
+    result
+}
+
+/// Opens the pcap and trace outputs the settings ask for.
+fn observer(settings: &Settings) -> Result<observe::HostObserver, Error> {
+    use observe::{Output, Pcap};
+    let pcap_to_stdout = settings.pcap.as_deref() == Some("-");
+    let pcap = match settings.pcap.as_deref() {
+        None => None,
+        Some(path) => {
+            let failed = |err| Error::Pcap {
+                path: path.to_owned(),
+                err,
+            };
+            let out = if pcap_to_stdout {
+                Output::Stdout(io::BufWriter::new(io::stdout()))
+            } else {
+                Output::File(io::BufWriter::new(
+                    std::fs::File::create(path).map_err(failed)?,
+                ))
+            };
+            Some(Pcap::new(out).map_err(failed)?)
+        }
+    };
+    let trace = settings.trace.then(|| {
+        if pcap_to_stdout {
+            Output::Stderr(io::stderr())
+        } else {
+            Output::Stdout(io::BufWriter::new(io::stdout()))
+        }
+    });
+    Ok(observe::HostObserver::new(pcap, trace))
 }
 
 /// Microseconds since start, as smoltcp counts time.
@@ -255,9 +308,14 @@ fn print_banner(settings: &Settings, tap: &Tap, stack: &Stack<'_>) {
         format!("ping {v4}")
     );
     let _ = writeln!(out, "tapstack: ready (Ctrl-C to stop)");
-    let mut stdout = io::stdout().lock();
     // A closed stdout must not stop the stack: the banner is for people.
-    let _ = stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush());
+    // With `--pcap -` stdout carries the capture, and the banner goes to stderr.
+    if settings.pcap.as_deref() == Some("-") {
+        let _ = io::stderr().write_all(out.as_bytes());
+    } else {
+        let mut stdout = io::stdout().lock();
+        let _ = stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush());
+    }
 }

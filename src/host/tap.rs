@@ -52,7 +52,7 @@ impl fmt::Display for OpenError {
             Self::Missing(n) => write!(
                 f,
                 "TAP '{n}' does not exist: run with --create (as root), or create it for your user once: \
-                 sudo ip tuntap add name {n} mode tap user $USER && sudo ip link set {n} up && sudo ip addr add 192.168.69.100/24 dev {n}"
+                 sudo ip tuntap add name {n} mode tap user $USER && sudo ip link set {n} up && sudo ip addr add 192.168.69.100/24 dev {n} && sudo ip addr add fdaa::100/64 dev {n} nodad"
             ),
             Self::TunMissing => write!(
                 f,
@@ -341,6 +341,7 @@ impl Tap {
         };
         ioctl(sock6.as_raw_fd(), libc::SIOCSIFADDR, &mut req6)
             .map_err(fail(format!("add host address {ipv6}")))?;
+        wait_until_usable(&self.name, ipv6.address());
         Ok(())
     }
 
@@ -362,6 +363,45 @@ impl Tap {
             Err(err) => Gone(err),
             Ok(_) => Gone(io::Error::other("the TAP reported an error")),
         }
+    }
+}
+
+/// The kernel's flag for an IPv6 address that may not be used yet
+/// (`IFA_F_TENTATIVE`, include/uapi/linux/if_addr.h).
+const IFA_F_TENTATIVE: u32 = 0x40;
+/// How long to wait for the host's IPv6 address to leave the tentative state.
+const TENTATIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Waits (bounded) until `addr` on `ifname` is no longer tentative.
+///
+/// Even with `accept_dad = 0` the kernel adds an IPv6 address as tentative
+/// and clears the flag from a work queue a moment later. A client that
+/// connects in between gets another source address (even `::1`) and its
+/// connection can never complete. So "ready" waits for the flag to clear,
+/// as read from `/proc/net/if_inet6` (address, index, prefix, scope, flags, name).
+fn wait_until_usable(ifname: &str, addr: std::net::Ipv6Addr) {
+    let hex: String = addr.octets().iter().map(|b| format!("{b:02x}")).collect();
+    let deadline = std::time::Instant::now() + TENTATIVE_WAIT;
+    loop {
+        let usable = std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|table| {
+            table.lines().any(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                f.len() == 6
+                    && f[0] == hex
+                    && f[5] == ifname
+                    && u32::from_str_radix(f[4], 16).is_ok_and(|flags| flags & IFA_F_TENTATIVE == 0)
+            })
+        });
+        if usable {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!(
+                "tapstack: warning: the host address {addr} on {ifname} is still tentative; IPv6 may need a moment"
+            );
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 

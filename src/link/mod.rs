@@ -50,3 +50,7 @@ pub fn interface_config(
     config.random_seed = random_seed;
     Ok(config)
 }
+
+mod observed;
+
+pub use observed::{Observed, Observer, Shared};
