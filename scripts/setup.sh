@@ -27,6 +27,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -q "${missing[@]}"
 fi
 
+# The tests need OpenBSD's nc (it has -N), not the traditional one. Some nc
+# builds exit non-zero on -h, hence `|| true`.
+is_openbsd_nc() { [[ "$(nc -h 2>&1 || true)" == *OpenBSD* ]]; }
+if ! is_openbsd_nc; then
+  if ! dpkg -s netcat-openbsd >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q netcat-openbsd
+  fi
+  # netcat-traditional may still own the `nc` alternative.
+  update-alternatives --set nc /bin/nc.openbsd
+fi
+
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
