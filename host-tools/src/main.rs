@@ -1,12 +1,17 @@
-//! `hostnet`: the host side of the tapstack demo, written with `std::net` only.
-//!
-//! Its subcommands arrive with their own issue; this binary exists so the
-//! workspace has its member.
+//! `hostnet`: see the library's documentation (`hostnet --help`).
 
-fn main() {
-    println!(
-        "hostnet: tapstack serves echo on port {} and upper-case on port {}",
-        tapstack::config::ECHO_PORT,
-        tapstack::config::UPPER_PORT
-    );
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with 2.
+    let cli = hostnet::cli::Cli::parse();
+    match hostnet::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hostnet: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
 }
