@@ -23,6 +23,9 @@ pub const ECHO_PORT: u16 = 7;
 /// The lessons' upper-case service.
 pub const UPPER_PORT: u16 = 11111;
 
+/// The status page (HTTP, RFC 9110).
+pub const HTTP_PORT: u16 = 80;
+
 /// The TAP interface the binary attaches to unless told otherwise.
 pub const DEFAULT_TAP: &str = "tap0";
 
@@ -80,12 +83,23 @@ pub const FAULT_FRAME_BUFFER: usize = 9216 + 14;
 /// smoltcp's `iface-max-addr-count-3` feature in Cargo.toml.
 pub const IFACE_ADDRESSES: usize = 3;
 
+/// Status page connections at once: a browser plus a script or two.
+pub const HTTP_SOCKETS: usize = 4;
+/// Receive buffer per status connection: a request head fits (see below).
+pub const HTTP_RX_BUFFER: usize = 2 * 1024;
+/// Transmit buffer per status connection: a whole response is queued at
+/// once, so it must hold the largest page (about 10 KiB with every socket busy).
+pub const HTTP_TX_BUFFER: usize = 16 * 1024;
+/// Largest request head (request line and headers) accepted; a larger one
+/// is answered 431. curl sends about 80 bytes, a browser 400 to 700.
+pub const HTTP_REQUEST_BUFFER: usize = 1024;
+
 /// TCP sockets in all pools.
 pub const TCP_SOCKET_COUNT: usize = SERVICE_COUNT * TCP_SOCKETS_PER_SERVICE;
 /// UDP sockets: one per service.
 pub const UDP_SOCKET_COUNT: usize = SERVICE_COUNT;
 /// Slots in the socket set.
-pub const SOCKET_COUNT: usize = TCP_SOCKET_COUNT + UDP_SOCKET_COUNT;
+pub const SOCKET_COUNT: usize = TCP_SOCKET_COUNT + UDP_SOCKET_COUNT + HTTP_SOCKETS;
 
 /// How often an idle TCP connection is probed (RFC 1122 keep-alive), so a
 /// peer that vanished is noticed and its pool slot freed.

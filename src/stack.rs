@@ -18,21 +18,22 @@ use smoltcp::iface::{Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::Device;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, Ipv6Address};
+use smoltcp::wire::{EthernetAddress, IpAddress, IpEndpoint, IpListenEndpoint, Ipv6Address};
 
 use core::cell::RefCell;
 
 use crate::config::{
-    self, FAULT_FRAME_BUFFER, MAX_POLL_ROUNDS, SCRATCH_BUFFER, SERVICE_COUNT, SOCKET_COUNT,
-    TCP_RX_BUFFER, TCP_SOCKET_COUNT, TCP_SOCKETS_PER_SERVICE, TCP_TX_BUFFER, UDP_PACKET_SLOTS,
-    UDP_RX_BUFFER, UDP_SOCKET_COUNT, UDP_TX_BUFFER,
+    self, FAULT_FRAME_BUFFER, HTTP_REQUEST_BUFFER, HTTP_RX_BUFFER, HTTP_SOCKETS, HTTP_TX_BUFFER,
+    MAX_POLL_ROUNDS, SCRATCH_BUFFER, SERVICE_COUNT, SOCKET_COUNT, TCP_RX_BUFFER, TCP_SOCKET_COUNT,
+    TCP_SOCKETS_PER_SERVICE, TCP_TX_BUFFER, UDP_PACKET_SLOTS, UDP_RX_BUFFER, UDP_SOCKET_COUNT,
+    UDP_TX_BUFFER,
 };
 use crate::counters::{Counters, Policy};
 use crate::faults::{FaultSettings, Injector};
 use crate::link::{self, Observed, Observer, Shared};
 use crate::network::{self, Addresses};
 use crate::services::{self, Service};
-use crate::transport::{TcpBuffers, UdpBuffers, UdpSlots};
+use crate::transport::{HttpBuffers, TcpBuffers, UdpBuffers, UdpSlots};
 
 /// What the stack is told at start: link and network settings, service ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct Settings {
     pub echo_port: u16,
     /// Port of the upper-case service.
     pub upper_port: u16,
+    /// Port of the status page (HTTP).
+    pub status_port: u16,
     /// Seed for TCP initial sequence numbers; use a different one each start.
     pub random_seed: u64,
     /// Faults to inject on the link (none by default).
@@ -64,6 +67,7 @@ impl Default for Settings {
             },
             echo_port: config::ECHO_PORT,
             upper_port: config::UPPER_PORT,
+            status_port: config::HTTP_PORT,
             random_seed: 0,
             faults: FaultSettings::default(),
         }
@@ -88,7 +92,7 @@ pub enum ConfigError {
     Gateway4OffLink,
     /// The IPv6 gateway is not another host on the stack's prefix or link-local.
     Gateway6OffLink,
-    /// A service port is 0, or two services share one.
+    /// A service port is 0, or two services (the status page included) share one.
     BadPorts,
     /// More addresses than `iface-max-addr-count` (a build setting).
     TooManyAddresses,
@@ -151,6 +155,7 @@ impl Default for Sockets<'_> {
 pub struct Buffers {
     tcp: [TcpBuffers; TCP_SOCKET_COUNT],
     udp: [UdpBuffers; UDP_SOCKET_COUNT],
+    http: [HttpBuffers; HTTP_SOCKETS],
     scratch: [u8; SCRATCH_BUFFER],
     fault_rx: [u8; FAULT_FRAME_BUFFER],
     fault_tx: [u8; FAULT_FRAME_BUFFER],
@@ -162,6 +167,7 @@ impl Buffers {
         Self {
             tcp: [const { TcpBuffers::new() }; TCP_SOCKET_COUNT],
             udp: [const { UdpBuffers::new() }; UDP_SOCKET_COUNT],
+            http: [const { HttpBuffers::new() }; HTTP_SOCKETS],
             scratch: [0; SCRATCH_BUFFER],
             fault_rx: [0; FAULT_FRAME_BUFFER],
             fault_tx: [0; FAULT_FRAME_BUFFER],
@@ -183,11 +189,24 @@ struct Bound {
     udp: SocketHandle,
 }
 
+/// A status page connection: its socket, the request head received so far,
+/// and whether it has been answered.
+struct HttpSlot {
+    handle: SocketHandle,
+    last: tcp::State,
+    request: heapless::Vec<u8, HTTP_REQUEST_BUFFER>,
+    answered: bool,
+}
+
 /// The TCP/IP stack: interface, sockets, services.
 pub struct Stack<'a> {
     iface: Interface,
     sockets: SocketSet<'a>,
     services: heapless::Vec<Bound, SERVICE_COUNT>,
+    http: heapless::Vec<HttpSlot, HTTP_SOCKETS>,
+    status_port: u16,
+    started: Instant,
+    now: Instant,
     scratch: &'a mut [u8; SCRATCH_BUFFER],
     fault_rx: &'a mut [u8; FAULT_FRAME_BUFFER],
     fault_tx: &'a mut [u8; FAULT_FRAME_BUFFER],
@@ -207,8 +226,16 @@ impl<'a> Stack<'a> {
         now: Instant,
     ) -> Result<Self, ConfigError> {
         link::check_device(&device.capabilities())?;
-        let ports = [settings.echo_port, settings.upper_port];
-        if ports.contains(&0) || settings.echo_port == settings.upper_port {
+        let ports = [
+            settings.echo_port,
+            settings.upper_port,
+            settings.status_port,
+        ];
+        let distinct = ports
+            .iter()
+            .enumerate()
+            .all(|(i, p)| !ports[..i].contains(p));
+        if ports.contains(&0) || !distinct {
             return Err(ConfigError::BadPorts);
         }
         network::check(&settings.addresses)?;
@@ -227,6 +254,7 @@ impl<'a> Stack<'a> {
         let Buffers {
             tcp,
             udp,
+            http: http_buffers,
             scratch,
             fault_rx,
             fault_tx,
@@ -262,10 +290,29 @@ impl<'a> Stack<'a> {
                 udp,
             });
         }
+        let mut http = heapless::Vec::new();
+        for buffers in http_buffers.iter_mut() {
+            let mut socket = buffers.socket();
+            socket
+                .listen(settings.status_port)
+                .map_err(|_| ConfigError::BadPorts)?;
+            let handle = set.add(socket);
+            // HTTP_SOCKETS buffers into a Vec of HTTP_SOCKETS: cannot overflow.
+            let _ = http.push(HttpSlot {
+                handle,
+                last: tcp::State::Listen,
+                request: heapless::Vec::new(),
+                answered: false,
+            });
+        }
         Ok(Self {
             iface,
             sockets: set,
             services,
+            http,
+            status_port: settings.status_port,
+            started: now,
+            now,
             scratch,
             fault_rx,
             fault_tx,
@@ -291,13 +338,21 @@ impl<'a> Stack<'a> {
         device: &mut D,
         mut observer: Option<&mut dyn Observer>,
     ) -> Option<Duration> {
+        self.now = now;
         for _ in 0..MAX_POLL_ROUNDS {
             {
                 // The link's view of this poll: faults, counters, observer.
                 let shared = RefCell::new(Shared {
                     counters: &mut self.counters,
                     injector: &mut self.injector,
-                    policy: policy(self.mac, &self.iface, &self.sockets, &self.services),
+                    policy: policy(
+                        self.mac,
+                        &self.iface,
+                        &self.sockets,
+                        &self.services,
+                        &self.http,
+                        self.status_port,
+                    ),
                     observer: observer.as_deref_mut(),
                 });
                 let mut link = Observed::new(
@@ -339,7 +394,142 @@ impl<'a> Stack<'a> {
             busy |=
                 services::datagram::serve(socket, &mut self.scratch[..], transform, is_peer).any();
         }
+        for i in 0..self.http.len() {
+            busy |= self.serve_http(i);
+        }
         busy
+    }
+
+    /// Serves one status page connection: collect the request head, answer
+    /// it whole, close. True if anything moved.
+    fn serve_http(&mut self, i: usize) -> bool {
+        use services::http::{self, Route, SliceWriter, Status};
+        let port = self.status_port;
+        let slot = &mut self.http[i];
+        let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+        count_transition(&mut self.counters, slot.last, socket.state());
+        slot.last = socket.state();
+        if !socket.is_open() {
+            slot.request.clear();
+            slot.answered = false;
+            slot.last = tcp::State::Listen;
+            return socket.listen(port).is_ok();
+        }
+        if slot.answered {
+            // Discard whatever else the client sends, so its window never closes.
+            let mut moved = false;
+            while let Ok(n @ 1..) = socket.recv(|b| (b.len(), b.len())) {
+                moved |= n > 0;
+            }
+            return moved;
+        }
+        let mut moved = false;
+        while socket.can_recv() && !slot.request.is_full() {
+            let room = slot.request.capacity() - slot.request.len();
+            let request = &mut slot.request;
+            let got = socket.recv(|b| {
+                let n = b.len().min(room);
+                // `n` is at most the room left: cannot overflow.
+                let _ = request.extend_from_slice(&b[..n]);
+                (n, n)
+            });
+            match got {
+                Ok(n @ 1..) => moved |= n > 0,
+                _ => break,
+            }
+        }
+        // The peer has sent its FIN: no more of the request will come. (Not
+        // `!may_recv()`, which is also true during the handshake.)
+        let peer_done = socket.state() == tcp::State::CloseWait;
+        let decision = match http::head_len(&slot.request) {
+            Some(n) => Some(http::parse(&slot.request[..n])),
+            None if slot.request.is_full() => Some(Err(Status::HeadersTooLarge)),
+            None if peer_done && !slot.request.is_empty() => Some(Err(Status::BadRequest)),
+            None if peer_done => {
+                socket.close(); // connected and left without a word
+                return true;
+            }
+            None => None,
+        };
+        let Some(decision) = decision else {
+            return moved;
+        };
+
+        // Render the whole response into the scratch buffer (free while no
+        // other service runs), then queue it only if it fits whole.
+        let room = socket.send_capacity() - socket.send_queue();
+        let head_only = slot_is_head(&slot.request);
+        let view = View {
+            sockets: &self.sockets,
+            services: &self.services,
+            http: &self.http,
+            status_port: port,
+            counters: &self.counters,
+            mac: self.mac,
+            addresses: &self.addresses,
+            uptime: self.now - self.started,
+        };
+        let mut out = SliceWriter::new(&mut self.scratch[..]);
+        let rendered = match decision {
+            Ok(req) => match req.route {
+                Route::Page => http::respond(
+                    &mut out,
+                    Status::Ok,
+                    "text/html; charset=utf-8",
+                    head_only,
+                    |w| http::html(w, &view),
+                ),
+                Route::Json => {
+                    http::respond(&mut out, Status::Ok, "application/json", head_only, |w| {
+                        http::json(w, &view)
+                    })
+                }
+            },
+            Err(status) => http::respond(
+                &mut out,
+                status,
+                "text/plain; charset=utf-8",
+                head_only,
+                http::error_body(status),
+            ),
+        };
+        let len = out.written().len();
+        let len = if rendered.is_ok() && len <= room {
+            len
+        } else {
+            let mut small = SliceWriter::new(&mut self.scratch[..]);
+            let status = Status::Unavailable;
+            let _ = http::respond(
+                &mut small,
+                status,
+                "text/plain; charset=utf-8",
+                head_only,
+                http::error_body(status),
+            );
+            small.written().len()
+        };
+        let slot = &mut self.http[i];
+        let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+        // A fresh connection's transmit buffer is empty and holds far more than
+        // the 503 answer: a short write cannot happen.
+        let _ = socket.send_slice(&self.scratch[..len]);
+        socket.close();
+        slot.answered = true;
+        true
+    }
+
+    /// A read-only look at the stack: counters, socket table, addresses.
+    pub fn view(&self) -> View<'_, 'a> {
+        View {
+            sockets: &self.sockets,
+            services: &self.services,
+            http: &self.http,
+            status_port: self.status_port,
+            counters: &self.counters,
+            mac: self.mac,
+            addresses: &self.addresses,
+            uptime: self.now - self.started,
+        }
     }
 
     /// The counters since start.
@@ -384,6 +574,233 @@ impl<'a> Stack<'a> {
     }
 }
 
+/// One row of the socket table, like a line of `netstat -tun`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketInfo {
+    /// `tcp` or `udp`.
+    pub protocol: &'static str,
+    /// The service the socket belongs to.
+    pub service: &'static str,
+    /// Local address and port (no address: any of the stack's).
+    pub local: IpListenEndpoint,
+    /// The peer, for a TCP connection.
+    pub remote: Option<IpEndpoint>,
+    /// TCP state (`None` for UDP).
+    pub state: Option<tcp::State>,
+    /// Bytes received and not yet read by the service (TCP).
+    pub recv_queue: usize,
+    /// Bytes queued to send and not yet acknowledged (TCP).
+    pub send_queue: usize,
+    /// Sockets this row stands for: the listeners of a pool are one row.
+    pub count: usize,
+}
+
+/// An address and port as people write them: `[fdaa::1]:7`, `*:7`.
+pub struct Endpoint(Option<IpAddress>, u16);
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => write!(f, "*:{}", self.1),
+            Some(IpAddress::Ipv4(a)) => write!(f, "{a}:{}", self.1),
+            Some(IpAddress::Ipv6(a)) => write!(f, "[{a}]:{}", self.1),
+        }
+    }
+}
+
+/// A TCP state as netstat shows it, or `-` for UDP; a pool's listeners as `LISTEN x22`.
+pub struct StateName(Option<tcp::State>, usize);
+
+impl fmt::Display for StateName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0, self.1) {
+            (None, _) => f.write_str("-"),
+            (Some(s), n) if n > 1 => write!(f, "{s} x{n}"),
+            (Some(s), _) => write!(f, "{s}"),
+        }
+    }
+}
+
+impl SocketInfo {
+    /// The local endpoint, printable.
+    pub fn local(&self) -> Endpoint {
+        Endpoint(self.local.addr, self.local.port)
+    }
+
+    /// The remote endpoint, printable (`*:*` when there is none).
+    pub fn remote(&self) -> impl fmt::Display {
+        struct Remote(Option<IpEndpoint>);
+        impl fmt::Display for Remote {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.0 {
+                    None => f.write_str("*:*"),
+                    Some(e) => Endpoint(Some(e.addr), e.port).fmt(f),
+                }
+            }
+        }
+        Remote(self.remote)
+    }
+
+    /// The state, printable.
+    pub fn state(&self) -> StateName {
+        StateName(self.state, self.count)
+    }
+}
+
+impl fmt::Display for SocketInfo {
+    /// One line of the table: proto, local, remote, state, recv-q, send-q, service.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use core::fmt::Write as _;
+        let mut local: heapless::String<64> = heapless::String::new();
+        let mut remote: heapless::String<64> = heapless::String::new();
+        let mut state: heapless::String<24> = heapless::String::new();
+        let _ = write!(local, "{}", self.local());
+        let _ = write!(remote, "{}", self.remote());
+        let _ = write!(state, "{}", self.state());
+        write!(
+            f,
+            "{:<5}{:<42}{:<42}{:<14}{:>8}{:>8}  {}",
+            self.protocol, local, remote, state, self.recv_queue, self.send_queue, self.service
+        )
+    }
+}
+
+/// A read-only look at the stack, for the status page and the binary.
+pub struct View<'v, 'a> {
+    sockets: &'v SocketSet<'a>,
+    services: &'v [Bound],
+    http: &'v [HttpSlot],
+    status_port: u16,
+    counters: &'v Counters,
+    mac: EthernetAddress,
+    addresses: &'v Addresses,
+    uptime: Duration,
+}
+
+impl View<'_, '_> {
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        self.counters
+    }
+
+    /// The addresses.
+    pub fn addresses(&self) -> &Addresses {
+        self.addresses
+    }
+
+    /// The MAC, as `ip link` shows it.
+    pub fn mac(&self) -> impl fmt::Display {
+        let b = self.mac.0;
+        struct Mac([u8; 6]);
+        impl fmt::Display for Mac {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let b = self.0;
+                write!(
+                    f,
+                    "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    b[0], b[1], b[2], b[3], b[4], b[5]
+                )
+            }
+        }
+        Mac(b)
+    }
+
+    /// Seconds since the stack started.
+    pub fn uptime_secs(&self) -> u64 {
+        self.uptime.secs()
+    }
+
+    /// Every socket, as table rows: for each service its TCP listeners (one
+    /// row), its UDP socket, then every TCP connection past LISTEN; then the
+    /// status page likewise.
+    pub fn for_each_socket(&self, mut f: impl FnMut(&SocketInfo)) {
+        let tcp_rows = |name: &'static str,
+                        port: u16,
+                        handles: &mut dyn Iterator<Item = SocketHandle>,
+                        f: &mut dyn FnMut(&SocketInfo)| {
+            let mut listening = 0;
+            let mut active: heapless::Vec<SocketHandle, TCP_SOCKETS_PER_SERVICE> =
+                heapless::Vec::new();
+            for h in handles {
+                let s = self.sockets.get::<tcp::Socket>(h);
+                match s.state() {
+                    tcp::State::Listen => listening += 1,
+                    tcp::State::Closed => {}
+                    // At most TCP_SOCKETS_PER_SERVICE >= HTTP_SOCKETS handles per call.
+                    _ => drop(active.push(h)),
+                }
+            }
+            if listening > 0 {
+                let local = IpListenEndpoint { addr: None, port };
+                f(&SocketInfo {
+                    protocol: "tcp",
+                    service: name,
+                    local,
+                    remote: None,
+                    state: Some(tcp::State::Listen),
+                    recv_queue: 0,
+                    send_queue: 0,
+                    count: listening,
+                });
+            }
+            for h in active {
+                let s = self.sockets.get::<tcp::Socket>(h);
+                let local = s
+                    .local_endpoint()
+                    .map_or(IpListenEndpoint { addr: None, port }, |e| {
+                        IpListenEndpoint {
+                            addr: Some(e.addr),
+                            port: e.port,
+                        }
+                    });
+                f(&SocketInfo {
+                    protocol: "tcp",
+                    service: name,
+                    local,
+                    remote: s.remote_endpoint(),
+                    state: Some(s.state()),
+                    recv_queue: s.recv_queue(),
+                    send_queue: s.send_queue(),
+                    count: 1,
+                });
+            }
+        };
+        for bound in self.services {
+            let name = bound.service.name;
+            tcp_rows(
+                name,
+                bound.service.port,
+                &mut bound.tcp.iter().map(|(h, _)| *h),
+                &mut f,
+            );
+            let udp = self.sockets.get::<udp::Socket>(bound.udp);
+            f(&SocketInfo {
+                protocol: "udp",
+                service: name,
+                local: udp.endpoint(),
+                remote: None,
+                state: None,
+                recv_queue: 0,
+                send_queue: 0,
+                count: 1,
+            });
+        }
+        tcp_rows(
+            services::http::NAME,
+            self.status_port,
+            &mut self.http.iter().map(|s| s.handle),
+            &mut f,
+        );
+    }
+}
+
+const _: () = assert!(HTTP_SOCKETS <= TCP_SOCKETS_PER_SERVICE);
+
+/// Whether a request head starts with `HEAD ` (an error answer then has no body).
+fn slot_is_head(request: &[u8]) -> bool {
+    request.starts_with(b"HEAD ")
+}
+
 /// What the counters need to classify the frames of the next poll: our MAC
 /// and addresses, the service ports, and how many listeners each TCP pool has
 /// free (a SYN that finds none is refused).
@@ -392,6 +809,8 @@ fn policy(
     iface: &Interface,
     sockets: &SocketSet<'_>,
     services: &[Bound],
+    http: &[HttpSlot],
+    status_port: u16,
 ) -> Policy {
     let mut policy = Policy {
         mac,
@@ -409,10 +828,15 @@ fn policy(
         let _ = policy.tcp_ports.push((bound.service.port, free));
         let _ = policy.udp_ports.push(bound.service.port);
     }
+    let free = http
+        .iter()
+        .filter(|s| sockets.get::<tcp::Socket>(s.handle).is_listening())
+        .count();
+    let _ = policy.tcp_ports.push((status_port, free));
     policy
 }
 
-const _: () = assert!(SERVICE_COUNT <= crate::counters::MAX_SERVICE_PORTS);
+const _: () = assert!(SERVICE_COUNT < crate::counters::MAX_SERVICE_PORTS);
 
 /// Counts a TCP connection opening or ending, from the state a socket had at
 /// the end of the last serve (`was`) and has now.
@@ -446,6 +870,8 @@ pub struct RamBudget {
     pub udp_buffers: usize,
     /// The socket set: each slot holds one socket's state machine.
     pub socket_storage: usize,
+    /// The status page's TCP buffers.
+    pub http_buffers: usize,
     /// The services' work buffer.
     pub scratch: usize,
     /// The fault injector's two frame buffers.
@@ -461,6 +887,7 @@ impl RamBudget {
             tcp_buffers: TCP_SOCKET_COUNT * size_of::<TcpBuffers>(),
             udp_buffers: UDP_SOCKET_COUNT * (size_of::<UdpBuffers>() + size_of::<UdpSlots>()),
             socket_storage: SOCKET_COUNT * size_of::<SocketStorage<'static>>(),
+            http_buffers: HTTP_SOCKETS * size_of::<HttpBuffers>(),
             scratch: SCRATCH_BUFFER,
             fault_buffers: 2 * FAULT_FRAME_BUFFER,
             stack: size_of::<Stack<'static>>(),
@@ -471,6 +898,7 @@ impl RamBudget {
     pub const fn total(&self) -> usize {
         self.tcp_buffers
             + self.udp_buffers
+            + self.http_buffers
             + self.socket_storage
             + self.scratch
             + self.fault_buffers
@@ -486,6 +914,7 @@ const _: () = assert!(
     size_of::<Sockets<'static>>() + size_of::<Buffers>()
         == RAM_BUDGET.tcp_buffers
             + RAM_BUDGET.udp_buffers
+            + RAM_BUDGET.http_buffers
             + RAM_BUDGET.socket_storage
             + RAM_BUDGET.scratch
             + RAM_BUDGET.fault_buffers
@@ -547,6 +976,15 @@ impl fmt::Display for RamBudget {
         )?;
         writeln!(
             f,
+            "  {:<16} {:>10}  {} status page connections x ({} rx + {} tx)",
+            "HTTP buffers",
+            Bytes(self.http_buffers),
+            HTTP_SOCKETS,
+            Bytes(HTTP_RX_BUFFER),
+            Bytes(HTTP_TX_BUFFER)
+        )?;
+        writeln!(
+            f,
             "  {:<16} {:>10}  service work buffer",
             "scratch",
             Bytes(self.scratch)
@@ -600,6 +1038,7 @@ mod tests {
             b.total(),
             b.tcp_buffers
                 + b.udp_buffers
+                + b.http_buffers
                 + b.socket_storage
                 + b.scratch
                 + b.fault_buffers

@@ -11,8 +11,8 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Duration;
 
 use crate::config::{
-    TCP_KEEP_ALIVE_SECS, TCP_RX_BUFFER, TCP_TIMEOUT_SECS, TCP_TX_BUFFER, UDP_PACKET_SLOTS,
-    UDP_RX_BUFFER, UDP_TX_BUFFER,
+    HTTP_RX_BUFFER, HTTP_TX_BUFFER, TCP_KEEP_ALIVE_SECS, TCP_RX_BUFFER, TCP_TIMEOUT_SECS,
+    TCP_TX_BUFFER, UDP_PACKET_SLOTS, UDP_RX_BUFFER, UDP_TX_BUFFER,
 };
 
 /// The memory of one TCP socket.
@@ -32,14 +32,10 @@ impl TcpBuffers {
 
     /// A TCP socket over these buffers, tuned for the services.
     pub fn socket(&mut self) -> tcp::Socket<'_> {
-        let mut socket = tcp::Socket::new(
+        tuned(tcp::Socket::new(
             tcp::SocketBuffer::new(&mut self.rx[..]),
             tcp::SocketBuffer::new(&mut self.tx[..]),
-        );
-        socket.set_nagle_enabled(false);
-        socket.set_keep_alive(Some(Duration::from_secs(TCP_KEEP_ALIVE_SECS)));
-        socket.set_timeout(Some(Duration::from_secs(TCP_TIMEOUT_SECS)));
-        socket
+        ))
     }
 }
 
@@ -47,6 +43,45 @@ impl Default for TcpBuffers {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The memory of one status page (HTTP) connection: a small receive window
+/// (requests are short), a transmit buffer that holds a whole page.
+pub struct HttpBuffers {
+    rx: [u8; HTTP_RX_BUFFER],
+    tx: [u8; HTTP_TX_BUFFER],
+}
+
+impl HttpBuffers {
+    /// Zeroed buffers, usable in a `static`.
+    pub const fn new() -> Self {
+        Self {
+            rx: [0; HTTP_RX_BUFFER],
+            tx: [0; HTTP_TX_BUFFER],
+        }
+    }
+
+    /// A TCP socket over these buffers, tuned like the services' sockets.
+    pub fn socket(&mut self) -> tcp::Socket<'_> {
+        tuned(tcp::Socket::new(
+            tcp::SocketBuffer::new(&mut self.rx[..]),
+            tcp::SocketBuffer::new(&mut self.tx[..]),
+        ))
+    }
+}
+
+impl Default for HttpBuffers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Nagle off, keep-alive and user timeout on.
+fn tuned(mut socket: tcp::Socket<'_>) -> tcp::Socket<'_> {
+    socket.set_nagle_enabled(false);
+    socket.set_keep_alive(Some(Duration::from_secs(TCP_KEEP_ALIVE_SECS)));
+    socket.set_timeout(Some(Duration::from_secs(TCP_TIMEOUT_SECS)));
+    socket
 }
 
 /// The payload memory of one UDP socket, each direction. All zero at start,

@@ -642,3 +642,126 @@ fn idle_stack_needs_no_timer() {
     assert_eq!(stack.poll(now, &mut end), None);
     assert_eq!(stack.poll(Instant::from_secs(3600), &mut end), None);
 }
+
+/// Sends `request` to the status page and returns the whole answer.
+fn http(net: &mut Net, addr: IpAddress, local_port: u16, request: &[u8]) -> String {
+    let h = net.established((addr, config::HTTP_PORT), local_port);
+    String::from_utf8(net.exchange(h, request)).expect("the status page answers in UTF-8")
+}
+
+/// The status page answers GET / with HTML and /stats.json with JSON whose
+/// counters match the traffic and whose socket table lists an open
+/// connection with its real ports; HEAD gives the same headers and no body;
+/// each error has its code.
+#[test]
+fn status_page_over_http() {
+    let mut net = Net::new(stack_memory!());
+    let page = http(
+        &mut net,
+        v4(),
+        48000,
+        b"GET / HTTP/1.1\r\nHost: 192.168.69.1\r\n\r\n",
+    );
+    assert!(
+        page.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<h2>Counters</h2>") && page.contains("<h2>Sockets</h2>"),
+        "{page}"
+    );
+    let (head, body) = page.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+        "{head} / body {} bytes: {body}",
+        body.len()
+    );
+    assert!(head.contains("\r\nConnection: close"), "{head}");
+
+    // Known traffic: one UDP echo, one open TCP echo connection.
+    assert_eq!(
+        net.datagram((v4(), ECHO_PORT), 48001, b"count me").0,
+        b"count me"
+    );
+    let open = net.established((v6(), ECHO_PORT), 48002);
+    let before = *net.stack.counters();
+
+    let json = http(
+        &mut net,
+        v4(),
+        48003,
+        b"GET /stats.json HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let (head, body) = json.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"),
+        "{head}"
+    );
+    assert!(
+        body.contains(&format!(
+            "\"udp\":{{\"in\":{},\"out\":{}}}",
+            before.udp.r#in, before.udp.out
+        )),
+        "{body}"
+    );
+    assert_eq!((before.udp.r#in, before.udp.out), (1, 1));
+    // The page's own connection is open while it is rendered: 3 opened so far.
+    assert!(body.contains("\"opened\":3,\"closed\":1,"), "{body}");
+    let row = "\"protocol\":\"tcp\",\"local\":\"[fdaa::1]:7\",\"remote\":\"[fdaa::100]:48002\",\"state\":\"ESTABLISHED\"";
+    assert!(body.contains(row), "{body}");
+    assert!(
+        body.contains("\"local\":\"*:7\",\"remote\":\"*:*\",\"state\":\"LISTEN x23\""),
+        "{body}"
+    );
+    assert!(body.ends_with("]}\n"), "{body}");
+    net.tcp(open).close();
+
+    let head_only = http(
+        &mut net,
+        v6(),
+        48004,
+        b"HEAD /stats.json HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert!(
+        head_only.starts_with("HTTP/1.1 200 OK\r\n") && head_only.ends_with("\r\n\r\n"),
+        "{head_only}"
+    );
+    assert!(
+        !head_only.contains('{'),
+        "HEAD must have no body: {head_only}"
+    );
+
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
+    for (port, request, status) in [
+        (
+            48010,
+            &b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            "404 Not Found",
+        ),
+        (
+            48011,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+            "405 Method Not Allowed",
+        ),
+        (48012, b"GET / HTTP/1.1\r\n\r\n", "400 Bad Request"),
+        (48013, b"BLAH\r\n\r\n", "400 Bad Request"),
+        (48014, b"GET / HTTP/1.1\r\nHost: x", "400 Bad Request"), // cut off by the client's FIN
+        (48015, big.as_bytes(), "431 Request Header Fields Too Large"),
+    ] {
+        let answer = http(&mut net, v4(), port, request);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+            "{status}: {answer}"
+        );
+        assert!(
+            answer.ends_with(&format!("\r\n\r\n{status}\n")),
+            "{status}: {answer}"
+        );
+    }
+    net.run_until("every status slot back in LISTEN", |n| {
+        n.stack.tcp_in_use(config::HTTP_PORT) == 0
+    });
+}

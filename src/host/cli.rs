@@ -98,6 +98,10 @@ pub struct Args {
     #[arg(long, value_name = "PORT", default_value_t = config::UPPER_PORT, value_parser = config::parse_port)]
     pub upper_port: u16,
 
+    /// Port of the status page (HTTP: counters and sockets, as HTML and JSON).
+    #[arg(long, value_name = "PORT", default_value_t = config::HTTP_PORT, value_parser = config::parse_port)]
+    pub status_port: u16,
+
     /// With --create: the host's IPv4 address on the TAP.
     #[arg(long, value_name = "CIDR", default_value_t = config::HOST_IPV4, value_parser = config::parse_ipv4_cidr)]
     pub host_ipv4: Ipv4Cidr,
@@ -188,11 +192,17 @@ pub struct Settings {
 impl Args {
     /// Checks the combination of values and derives the settings.
     pub fn settings(self) -> Result<Settings, String> {
-        if self.echo_port == self.upper_port {
-            return Err(format!(
-                "--echo-port and --upper-port are both {}: each service needs its own port",
-                self.echo_port
-            ));
+        let ports = [
+            ("--echo-port", self.echo_port),
+            ("--upper-port", self.upper_port),
+            ("--status-port", self.status_port),
+        ];
+        for (i, (flag, port)) in ports.iter().enumerate() {
+            if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
+                return Err(format!(
+                    "{other} and {flag} are both {port}: each service needs its own port"
+                ));
+            }
         }
         if self.host_ipv4.address() == self.ipv4.address() {
             return Err(format!(
@@ -265,6 +275,7 @@ impl Args {
                 addresses,
                 echo_port: self.echo_port,
                 upper_port: self.upper_port,
+                status_port: self.status_port,
                 random_seed: random_seed(),
                 faults: FaultSettings {
                     drop_pct: self.drop_chance,

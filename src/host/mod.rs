@@ -307,6 +307,21 @@ fn print_banner(settings: &Settings, tap: &Tap, stack: &Stack<'_>) {
         "icmp",
         format!("ping {v4}")
     );
+    let sp = settings.stack.status_port;
+    let url = |host: &dyn std::fmt::Display| {
+        if sp == 80 {
+            format!("http://{host}/")
+        } else {
+            format!("http://{host}:{sp}/")
+        }
+    };
+    let _ = writeln!(
+        out,
+        "  {:<11} tcp {sp:<6} {:<30} {}stats.json",
+        "status",
+        format!("curl {}", url(&v4)),
+        url(&format_args!("[{v6}]"))
+    );
     let _ = writeln!(out, "tapstack: ready (Ctrl-C to stop)");
     // A closed stdout must not stop the stack: the banner is for people.
     // With `--pcap -` stdout carries the capture, and the banner goes to stderr.

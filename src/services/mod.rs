@@ -12,6 +12,7 @@
 
 pub mod datagram;
 pub mod echo;
+pub mod http;
 pub mod stream;
 pub mod upper;
 
