@@ -848,15 +848,61 @@ fn count_transition(counters: &mut Counters, was: tcp::State, now: tcp::State) {
             Established | FinWait1 | FinWait2 | CloseWait | Closing | LastAck | TimeWait
         )
     };
+    // A connection has ended once it is CLOSED, or in TIME-WAIT (where the
+    // side that closed first waits; the services re-arm the socket from there).
+    let ended = |s| matches!(s, Closed | TimeWait);
     if connected(now) && matches!(was, Listen | SynReceived | Closed) {
         counters.tcp_opened += 1;
     }
-    if now == Closed && was != Closed && was != Listen {
-        if matches!(was, LastAck | TimeWait | Closing) {
+    if ended(now) && !ended(was) && was != Listen {
+        // TIME-WAIT, or CLOSED from the last states of a close: FIN both ways.
+        // CLOSED from anywhere else: a reset or a timeout.
+        if now == TimeWait || matches!(was, LastAck | Closing) {
             counters.tcp_closed += 1;
         } else {
             counters.tcp_reset += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod transition_tests {
+    use super::*;
+    use tcp::State::*;
+
+    fn count(path: &[tcp::State]) -> (u64, u64, u64) {
+        let mut c = Counters::default();
+        for pair in path.windows(2) {
+            count_transition(&mut c, pair[0], pair[1]);
+        }
+        (c.tcp_opened, c.tcp_closed, c.tcp_reset)
+    }
+
+    #[test]
+    fn opened_closed_reset() {
+        // The peer closes first (echo under `nc -N`), seen at every poll or in leaps.
+        assert_eq!(
+            count(&[Listen, SynReceived, Established, CloseWait, LastAck, Closed]),
+            (1, 1, 0)
+        );
+        // What `serve` records: it closes in the call that sees CLOSE-WAIT.
+        assert_eq!(count(&[Listen, LastAck, Closed]), (1, 1, 0));
+        // CLOSE-WAIT straight to CLOSED: the peer reset after its FIN.
+        assert_eq!(count(&[Listen, CloseWait, Closed]), (1, 0, 1));
+        // The stack closes first (the status page), ending in TIME-WAIT.
+        assert_eq!(
+            count(&[Listen, Established, FinWait1, FinWait2, TimeWait, Listen]),
+            (1, 1, 0)
+        );
+        assert_eq!(
+            count(&[Listen, Established, TimeWait, TimeWait, Listen]),
+            (1, 1, 0)
+        );
+        // A reset, or a timeout, while established; a reset during the handshake.
+        assert_eq!(count(&[Listen, Established, Closed, Listen]), (1, 0, 1));
+        assert_eq!(count(&[Listen, SynReceived, Closed]), (0, 0, 1));
+        // Listening sockets re-armed, nothing happening.
+        assert_eq!(count(&[Listen, Listen, Closed, Listen]), (0, 0, 0));
     }
 }
 
