@@ -8,6 +8,8 @@
 
 use core::fmt;
 
+use crate::link::Mac;
+
 use smoltcp::wire::{
     ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet,
     Icmpv6Packet, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
@@ -268,20 +270,6 @@ fn transport(protocol: IpProtocol, payload: &[u8], version: u8) -> Transport {
             Err(_) => Transport::Malformed,
         },
         other => Transport::Other(other),
-    }
-}
-
-/// A MAC in the usual colon form.
-struct Mac(EthernetAddress);
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
     }
 }
 

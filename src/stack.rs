@@ -689,20 +689,8 @@ impl View<'_, '_> {
     }
 
     /// The MAC, as `ip link` shows it.
-    pub fn mac(&self) -> impl fmt::Display {
-        let b = self.mac.0;
-        struct Mac([u8; 6]);
-        impl fmt::Display for Mac {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let b = self.0;
-                write!(
-                    f,
-                    "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                    b[0], b[1], b[2], b[3], b[4], b[5]
-                )
-            }
-        }
-        Mac(b)
+    pub fn mac(&self) -> link::Mac {
+        link::Mac(self.mac)
     }
 
     /// Seconds since the stack started.

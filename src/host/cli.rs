@@ -1,28 +1,12 @@
 //! The command line: raw arguments ([`Args`]) and the settings derived from
 //! them ([`Settings`]), kept apart so that validation happens in one place.
 
-use std::fmt;
-
 use clap::Parser;
-use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
+use smoltcp::wire::{Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
 use tapstack::config::{self, ParseError};
 use tapstack::faults::FaultSettings;
+use tapstack::link::Mac;
 use tapstack::network::Addresses;
-
-/// A MAC shown the way `ip link` shows it (smoltcp prints dashes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mac(pub EthernetAddress);
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
 
 fn mac(s: &str) -> Result<Mac, ParseError> {
     config::parse_mac(s).map(Mac)

@@ -18,8 +18,9 @@ use std::os::fd::AsRawFd;
 use static_cell::ConstStaticCell;
 use tapstack::{Buffers, ConfigError, RAM_BUDGET, Sockets, Stack};
 
-use self::cli::{Mac, Settings};
+use self::cli::Settings;
 use self::tap::Tap;
+use tapstack::link::Mac;
 
 /// The stack's socket state, placed by the linker (as firmware would), never
 /// on the heap. Taken once, by [`run`].

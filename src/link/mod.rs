@@ -6,11 +6,29 @@
 //! carries the MAC. ARP (IPv4) and NDP (IPv6) resolve neighbours on top of it;
 //! they are configured with the addresses in [`crate::network`].
 
+use core::fmt;
+
 use smoltcp::iface;
 use smoltcp::phy::{DeviceCapabilities, Medium};
 use smoltcp::wire::{EthernetAddress, HardwareAddress};
 
 use crate::stack::ConfigError;
+
+/// A MAC written the way `ip link` and Wireshark write it, `02:00:00:00:00:01`
+/// (smoltcp's own `Display` uses dashes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mac(pub EthernetAddress);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
 
 /// Ethernet II header: destination, source, EtherType (IEEE 802.3).
 pub const ETHERNET_HEADER_LEN: usize = 14;
