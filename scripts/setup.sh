@@ -13,7 +13,7 @@ fi
 declare -A PACKAGES=(
   [ip]=iproute2 [nc]=netcat-openbsd [telnet]=telnet [socat]=socat [ping]=iputils-ping
   [tshark]=tshark [setpriv]=util-linux [unshare]=util-linux [cc]=build-essential
-  [curl]=curl [git]=git
+  [curl]=curl [git]=git [chromium]=chromium
 )
 missing=()
 for cmd in "${!PACKAGES[@]}"; do

@@ -212,7 +212,10 @@ impl Frame {
                     hop_limit: ip.hop_limit(),
                     bad_checksum: false,
                 };
-                frame.transport = transport(ip.next_header(), ip.payload(), 6);
+                                frame.transport = match skip_hop_by_hop(ip.next_header(), ip.payload()) {
+                    Some((next, payload)) => transport(next, payload, 6),
+                    None => Transport::Malformed,
+                };
             }
             _ => frame.net = Net::Other,
         }
@@ -226,6 +229,18 @@ impl Frame {
             _ => None,
         }
     }
+}
+
+/// Steps over a Hop-by-Hop options header (RFC 8200, 4.3), which MLD
+/// reports carry, to the protocol behind it. `None` if it is truncated.
+fn skip_hop_by_hop(next: IpProtocol, payload: &[u8]) -> Option<(IpProtocol, &[u8])> {
+    if next != IpProtocol::HopByHop {
+        return Some((next, payload));
+    }
+    // Next header, then the length in 8-octet units, not counting the first 8.
+    let (&next, rest) = payload.split_first()?;
+    let len = (usize::from(*rest.first()?) + 1) * 8;
+    Some((IpProtocol::from(next), payload.get(len..)?))
 }
 
 fn transport(protocol: IpProtocol, payload: &[u8], version: u8) -> Transport {
@@ -552,6 +567,29 @@ mod tests {
         let f = Frame::parse(&bad_tcp);
         assert!(matches!(f.net, Net::Ip { .. }));
         assert_eq!(f.transport, Transport::Malformed);
+    }
+
+        #[test]
+    fn mld_behind_hop_by_hop_is_icmpv6() {
+        // An MLDv2 report as Linux sends it: IPv6, Hop-by-Hop (router alert),
+        // then ICMPv6 type 143.
+        let mut f = std::vec![0u8; 14 + 40 + 8 + 8];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        f[14 + 4..14 + 6].copy_from_slice(&8u16.wrapping_add(8).to_be_bytes());
+        f[14 + 6] = 0; // next header: Hop-by-Hop
+        f[14 + 7] = 1; // hop limit
+        let hbh = 14 + 40;
+        f[hbh] = 58; // next header: ICMPv6
+        f[hbh + 1] = 0; // 8 bytes in all
+        f[hbh + 2..hbh + 6].copy_from_slice(&[5, 2, 0, 0]); // router alert
+        f[hbh + 8] = 143; // MLDv2 report
+        let frame = Frame::parse(&f);
+        assert_eq!(frame.transport, Transport::Icmp { version: 6, kind: 143, code: 0 });
+        assert!(frame.to_string().ends_with("icmp6 type 143 code 0 MLDv2 report"), "{frame}");
+        // A Hop-by-Hop header that claims more than there is: malformed.
+        f[hbh + 1] = 4;
+        assert_eq!(Frame::parse(&f).transport, Transport::Malformed);
     }
 
     #[test]
