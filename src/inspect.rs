@@ -212,7 +212,7 @@ impl Frame {
                     hop_limit: ip.hop_limit(),
                     bad_checksum: false,
                 };
-                                frame.transport = match skip_hop_by_hop(ip.next_header(), ip.payload()) {
+                frame.transport = match skip_hop_by_hop(ip.next_header(), ip.payload()) {
                     Some((next, payload)) => transport(next, payload, 6),
                     None => Transport::Malformed,
                 };
@@ -569,7 +569,7 @@ mod tests {
         assert_eq!(f.transport, Transport::Malformed);
     }
 
-        #[test]
+    #[test]
     fn mld_behind_hop_by_hop_is_icmpv6() {
         // An MLDv2 report as Linux sends it: IPv6, Hop-by-Hop (router alert),
         // then ICMPv6 type 143.
@@ -585,8 +585,20 @@ mod tests {
         f[hbh + 2..hbh + 6].copy_from_slice(&[5, 2, 0, 0]); // router alert
         f[hbh + 8] = 143; // MLDv2 report
         let frame = Frame::parse(&f);
-        assert_eq!(frame.transport, Transport::Icmp { version: 6, kind: 143, code: 0 });
-        assert!(frame.to_string().ends_with("icmp6 type 143 code 0 MLDv2 report"), "{frame}");
+        assert_eq!(
+            frame.transport,
+            Transport::Icmp {
+                version: 6,
+                kind: 143,
+                code: 0
+            }
+        );
+        assert!(
+            frame
+                .to_string()
+                .ends_with("icmp6 type 143 code 0 MLDv2 report"),
+            "{frame}"
+        );
         // A Hop-by-Hop header that claims more than there is: malformed.
         f[hbh + 1] = 4;
         assert_eq!(Frame::parse(&f).transport, Transport::Malformed);

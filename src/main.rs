@@ -18,14 +18,14 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(err) => {
-            eprintln!("tapstack: {}", host::cli::one_line(&err));
+            host::say(format_args!("tapstack: {}", host::cli::one_line(&err)));
             return ExitCode::from(2);
         }
     };
     let settings = match args.settings() {
         Ok(settings) => settings,
         Err(msg) => {
-            eprintln!("tapstack: {msg}");
+            host::say(format_args!("tapstack: {msg}"));
             return ExitCode::from(2);
         }
     };
@@ -40,11 +40,11 @@ fn main() -> ExitCode {
                 0 => String::new(),
                 n => format!(" ({n} frames the TAP would not take were dropped)"),
             };
-            eprintln!("tapstack: stopped by {name}{drops}");
+            host::say(format_args!("tapstack: stopped by {name}{drops}"));
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("tapstack: {err}");
+            host::say(format_args!("tapstack: {err}"));
             ExitCode::from(err.exit_code())
         }
     }

@@ -28,6 +28,12 @@ static SOCKETS: ConstStaticCell<Sockets<'static>> = ConstStaticCell::new(Sockets
 /// The stack's buffers: all zero, so they cost nothing until touched (`.bss`).
 static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
 
+/// Writes one line to stderr. A closed or broken stderr (`| head`) must not
+/// stop the stack, so errors are ignored (`eprintln!` would panic on them).
+pub fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
 /// Why the binary stopped with an error.
 #[derive(Debug)]
 pub enum Error {
@@ -174,7 +180,7 @@ pub fn run(settings: Settings) -> Result<Stopped, Error> {
     };
     // However the loop ended, the capture is complete up to here.
     observer.flush();
-    eprint!("Counters:\n{}", stack.counters());
+    say(format_args!("Counters:\n{}", stack.counters()));
     result
 }
 

@@ -139,7 +139,9 @@ impl HostObserver {
             if let Some(err) = &pcap.error
                 && !self.pcap_reported
             {
-                eprintln!("tapstack: the pcap capture stopped ({err}); the stack keeps serving");
+                super::say(format_args!(
+                    "tapstack: the pcap capture stopped ({err}); the stack keeps serving"
+                ));
                 self.pcap_reported = true;
             }
         }

@@ -396,9 +396,9 @@ fn wait_until_usable(ifname: &str, addr: std::net::Ipv6Addr) {
             return;
         }
         if std::time::Instant::now() >= deadline {
-            eprintln!(
+            super::say(format_args!(
                 "tapstack: warning: the host address {addr} on {ifname} is still tentative; IPv6 may need a moment"
-            );
+            ));
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
