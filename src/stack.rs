@@ -459,6 +459,8 @@ impl<'a> Stack<'a> {
         // other service runs), then queue it only if it fits whole.
         let room = socket.send_capacity() - socket.send_queue();
         let head_only = slot_is_head(&slot.request);
+        // Not `self.view()`: that would borrow all of `self`, and the page is
+        // rendered into `self.scratch` while the view reads the other fields.
         let view = View {
             sockets: &self.sockets,
             services: &self.services,
