@@ -108,6 +108,13 @@ pub const TCP_KEEP_ALIVE_SECS: u64 = 30;
 /// keep-alive) before it is aborted and its slot returned to the pool.
 pub const TCP_TIMEOUT_SECS: u64 = 90;
 
+/// How long a connection may stay half-open (SYN received, our SYN-ACK not
+/// yet acknowledged) before it is reset and its slot re-armed: two SYN-ACK
+/// retransmissions at smoltcp's initial 1 s timeout, then give up. Without
+/// it a half-open connection holds a pool slot for the whole user timeout,
+/// and a SYN flood would hold the whole pool.
+pub const TCP_SYN_RECEIVED_TIMEOUT_SECS: u64 = 5;
+
 /// Upper bound on service/interface rounds in one [`crate::stack::Stack::poll`]:
 /// keeps the work of one poll bounded under a flood.
 pub const MAX_POLL_ROUNDS: usize = 8;

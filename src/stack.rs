@@ -184,16 +184,61 @@ impl Default for Buffers {
 /// A service and the sockets it was given.
 struct Bound {
     service: Service,
-    /// Each TCP socket, with the state it had at the end of the last serve.
-    tcp: heapless::Vec<(SocketHandle, tcp::State), TCP_SOCKETS_PER_SERVICE>,
+    tcp: heapless::Vec<Conn, TCP_SOCKETS_PER_SERVICE>,
     udp: SocketHandle,
 }
+
+/// A pooled TCP socket, and what the stack remembers of it between serves.
+struct Conn {
+    handle: SocketHandle,
+    /// The state it had at the end of the last serve.
+    last: tcp::State,
+    /// When it entered that state.
+    since: Instant,
+}
+
+impl Conn {
+    fn new(handle: SocketHandle, now: Instant) -> Self {
+        Self {
+            handle,
+            last: tcp::State::Listen,
+            since: now,
+        }
+    }
+
+    /// Before a service looks at the socket: counts what changed since the
+    /// last serve, and resets a handshake that has waited too long.
+    fn check(&mut self, socket: &mut tcp::Socket<'_>, now: Instant, counters: &mut Counters) {
+        let state = socket.state();
+        count_transition(counters, self.last, state);
+        self.settle(state, now);
+        if state == tcp::State::SynReceived && now >= self.since + SYN_RECEIVED_TIMEOUT {
+            socket.abort(); // a RST to the peer; the service re-arms the slot
+            counters.tcp_reset += 1;
+        }
+    }
+
+    /// Remembers the state a service left the socket in.
+    fn settle(&mut self, state: tcp::State, now: Instant) {
+        if state != self.last {
+            self.last = state;
+            self.since = now;
+        }
+    }
+
+    /// When a half-open connection will be reset, if this is one.
+    fn deadline(&self) -> Option<Instant> {
+        (self.last == tcp::State::SynReceived).then(|| self.since + SYN_RECEIVED_TIMEOUT)
+    }
+}
+
+/// [`config::TCP_SYN_RECEIVED_TIMEOUT_SECS`] as a duration.
+const SYN_RECEIVED_TIMEOUT: Duration = Duration::from_secs(config::TCP_SYN_RECEIVED_TIMEOUT_SECS);
 
 /// A status page connection: its socket, the request head received so far,
 /// and whether it has been answered.
 struct HttpSlot {
-    handle: SocketHandle,
-    last: tcp::State,
+    conn: Conn,
     request: heapless::Vec<u8, HTTP_REQUEST_BUFFER>,
     answered: bool,
 }
@@ -275,7 +320,7 @@ impl<'a> Stack<'a> {
                     .listen(service.port)
                     .map_err(|_| ConfigError::BadPorts)?;
                 // Both bounds are the same constant: a push cannot overflow.
-                let _ = handles.push((set.add(socket), tcp::State::Listen));
+                let _ = handles.push(Conn::new(set.add(socket), now));
             }
             let (payload, slots) = udp.next().ok_or(ConfigError::BadPorts)?;
             let mut socket = payload.socket(slots);
@@ -299,8 +344,7 @@ impl<'a> Stack<'a> {
             let handle = set.add(socket);
             // HTTP_SOCKETS buffers into a Vec of HTTP_SOCKETS: cannot overflow.
             let _ = http.push(HttpSlot {
-                handle,
-                last: tcp::State::Listen,
+                conn: Conn::new(handle, now),
                 request: heapless::Vec::new(),
                 answered: false,
             });
@@ -365,7 +409,19 @@ impl<'a> Stack<'a> {
                 self.iface.poll(now, &mut link, &mut self.sockets);
             }
             if !self.serve() {
-                return self.iface.poll_delay(now, &self.sockets);
+                let handshakes = self
+                    .services
+                    .iter()
+                    .flat_map(|b| b.tcp.iter())
+                    .chain(self.http.iter().map(|s| &s.conn));
+                let deadline = handshakes
+                    .filter_map(Conn::deadline)
+                    .min()
+                    .map(|at| at - now);
+                return match (self.iface.poll_delay(now, &self.sockets), deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
         }
         Some(Duration::ZERO)
@@ -376,9 +432,9 @@ impl<'a> Stack<'a> {
         let mut busy = false;
         for bound in &mut self.services {
             let transform = bound.service.transform;
-            for (handle, last) in &mut bound.tcp {
-                let socket = self.sockets.get_mut::<tcp::Socket>(*handle);
-                count_transition(&mut self.counters, *last, socket.state());
+            for conn in &mut bound.tcp {
+                let socket = self.sockets.get_mut::<tcp::Socket>(conn.handle);
+                conn.check(socket, self.now, &mut self.counters);
                 busy |= services::stream::serve(
                     socket,
                     bound.service.port,
@@ -386,7 +442,7 @@ impl<'a> Stack<'a> {
                     transform,
                 )
                 .any();
-                *last = socket.state();
+                conn.settle(socket.state(), self.now);
             }
             let iface = &self.iface;
             let socket = self.sockets.get_mut::<udp::Socket>(bound.udp);
@@ -406,14 +462,14 @@ impl<'a> Stack<'a> {
         use services::http::{self, Route, SliceWriter, Status};
         let port = self.status_port;
         let slot = &mut self.http[i];
-        let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
-        count_transition(&mut self.counters, slot.last, socket.state());
-        slot.last = socket.state();
+        let socket = self.sockets.get_mut::<tcp::Socket>(slot.conn.handle);
+        slot.conn.check(socket, self.now, &mut self.counters);
         if !socket.is_open() {
             slot.request.clear();
             slot.answered = false;
-            slot.last = tcp::State::Listen;
-            return socket.listen(port).is_ok();
+            let rearmed = socket.listen(port).is_ok();
+            slot.conn.settle(socket.state(), self.now);
+            return rearmed;
         }
         if slot.answered {
             // Discard whatever else the client sends, so its window never closes.
@@ -511,11 +567,12 @@ impl<'a> Stack<'a> {
             small.written().len()
         };
         let slot = &mut self.http[i];
-        let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+        let socket = self.sockets.get_mut::<tcp::Socket>(slot.conn.handle);
         // A fresh connection's transmit buffer is empty and holds far more than
         // the 503 answer: a short write cannot happen.
         let _ = socket.send_slice(&self.scratch[..len]);
         socket.close();
+        slot.conn.settle(socket.state(), self.now);
         slot.answered = true;
         true
     }
@@ -555,8 +612,8 @@ impl<'a> Stack<'a> {
         self.services
             .iter()
             .filter(|b| b.service.port == port)
-            .flat_map(|b| b.tcp.iter())
-            .filter(|&&(h, _)| {
+            .flat_map(|b| b.tcp.iter().map(|c| c.handle))
+            .filter(|&h| {
                 !matches!(
                     self.sockets.get::<tcp::Socket>(h).state(),
                     tcp::State::Listen | tcp::State::Closed
@@ -760,7 +817,7 @@ impl View<'_, '_> {
             tcp_rows(
                 name,
                 bound.service.port,
-                &mut bound.tcp.iter().map(|(h, _)| *h),
+                &mut bound.tcp.iter().map(|c| c.handle),
                 &mut f,
             );
             let udp = self.sockets.get::<udp::Socket>(bound.udp);
@@ -778,7 +835,7 @@ impl View<'_, '_> {
         tcp_rows(
             services::http::NAME,
             self.status_port,
-            &mut self.http.iter().map(|s| s.handle),
+            &mut self.http.iter().map(|s| s.conn.handle),
             &mut f,
         );
     }
@@ -812,7 +869,7 @@ fn policy(
         let free = bound
             .tcp
             .iter()
-            .filter(|(h, _)| sockets.get::<tcp::Socket>(*h).is_listening())
+            .filter(|c| sockets.get::<tcp::Socket>(c.handle).is_listening())
             .count();
         // At most SERVICE_COUNT <= MAX_SERVICE_PORTS entries (checked at compile time).
         let _ = policy.tcp_ports.push((bound.service.port, free));
@@ -820,7 +877,7 @@ fn policy(
     }
     let free = http
         .iter()
-        .filter(|s| sockets.get::<tcp::Socket>(s.handle).is_listening())
+        .filter(|s| sockets.get::<tcp::Socket>(s.conn.handle).is_listening())
         .count();
     let _ = policy.tcp_ports.push((status_port, free));
     policy

@@ -875,3 +875,79 @@ fn seeded_faults_tcp_heals_udp_loses_same_seed_same_faults() {
         "another seed, other faults"
     );
 }
+
+/// A SYN from a peer that then goes silent (a SYN flood's half of a
+/// connection) holds a pool slot only for the handshake timeout: after
+/// `TCP_SYN_RECEIVED_TIMEOUT_SECS` the stack resets it and the slot listens
+/// again. The stack asks to be woken for that deadline by itself: the test
+/// only ever advances the clock by the delay `poll` returns.
+#[test]
+fn half_open_connection_is_reset_after_the_handshake_timeout() {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{EthernetRepr, Ipv4Address, Ipv4Repr, TcpControl, TcpRepr, TcpSeqNumber};
+    let mut net = Net::new(stack_memory!());
+    let silent = Ipv4Address::new(192, 168, 69, 50);
+    let tcp = TcpRepr {
+        src_port: 50000,
+        dst_port: ECHO_PORT,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1),
+        ack_number: None,
+        window_len: 64240,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr {
+        src_addr: silent,
+        dst_addr: config::STACK_IPV4.address(),
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([2, 0, 0, 0, 0, 0x32]),
+        dst_addr: config::STACK_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut frame = vec![0; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
+    let mut e = EthernetFrame::new_unchecked(&mut frame[..]);
+    eth.emit(&mut e);
+    let mut p = Ipv4Packet::new_unchecked(e.payload_mut());
+    ip.emit(&mut p, &ChecksumCapabilities::default());
+    let mut t = TcpPacket::new_unchecked(p.payload_mut());
+    tcp.emit(
+        &mut t,
+        &silent.into(),
+        &config::STACK_IPV4.address().into(),
+        &ChecksumCapabilities::default(),
+    );
+
+    net.stack_end.rx.borrow_mut().push_back(frame);
+    let start = net.now;
+    let mut delay = net.stack.poll(net.now, &mut net.stack_end);
+    assert_eq!(net.stack.tcp_in_use(ECHO_PORT), 1, "the SYN took a slot");
+    let mut wakeups = 0;
+    while net.stack.tcp_in_use(ECHO_PORT) > 0 {
+        wakeups += 1;
+        assert!(wakeups < 100, "never reset");
+        // Nobody answers: whatever the stack sends (ARP, SYN-ACK) is lost.
+        net.stack_end.tx.borrow_mut().clear();
+        net.now += delay.expect("a half-open connection must ask for a wake-up");
+        delay = net.stack.poll(net.now, &mut net.stack_end);
+    }
+    let waited = net.now - start;
+    let timeout = Duration::from_secs(config::TCP_SYN_RECEIVED_TIMEOUT_SECS);
+    assert!(
+        waited >= timeout && waited < timeout + Duration::from_millis(10),
+        "reset after {waited}"
+    );
+    assert_eq!(net.stack.counters().tcp_reset, 1);
+    assert_eq!(net.stack.counters().tcp_opened, 0);
+    // The pool is whole again and serves the next client.
+    let h = net.established((v4(), ECHO_PORT), 50001);
+    assert_eq!(net.exchange(h, b"after the flood"), b"after the flood");
+}
