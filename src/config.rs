@@ -115,6 +115,11 @@ pub const TCP_TIMEOUT_SECS: u64 = 90;
 /// and a SYN flood would hold the whole pool.
 pub const TCP_SYN_RECEIVED_TIMEOUT_SECS: u64 = 5;
 
+/// How long a connection may hold data for a peer that takes none of it (it
+/// never reads: its window stays shut, yet it answers every probe, so the
+/// user timeout never fires) before it is reset and its slot re-armed.
+pub const TCP_STALL_TIMEOUT_SECS: u64 = 30;
+
 /// Upper bound on service/interface rounds in one [`crate::stack::Stack::poll`]:
 /// keeps the work of one poll bounded under a flood.
 pub const MAX_POLL_ROUNDS: usize = 8;

@@ -195,6 +195,10 @@ struct Conn {
     last: tcp::State,
     /// When it entered that state.
     since: Instant,
+    /// Bytes it held for the peer at the end of the last serve.
+    unsent: usize,
+    /// When the peer last took data (or the service last queued some).
+    progress_at: Instant,
 }
 
 impl Conn {
@@ -203,37 +207,64 @@ impl Conn {
             handle,
             last: tcp::State::Listen,
             since: now,
+            unsent: 0,
+            progress_at: now,
         }
     }
 
     /// Before a service looks at the socket: counts what changed since the
-    /// last serve, and resets a handshake that has waited too long.
+    /// last serve, and resets a handshake that has waited too long or a
+    /// connection whose peer has taken none of its data for too long.
     fn check(&mut self, socket: &mut tcp::Socket<'_>, now: Instant, counters: &mut Counters) {
         let state = socket.state();
         count_transition(counters, self.last, state);
-        self.settle(state, now);
-        if state == tcp::State::SynReceived && now >= self.since + SYN_RECEIVED_TIMEOUT {
+        if socket.send_queue() < self.unsent {
+            self.progress_at = now; // the peer acknowledged some
+        }
+        self.settle(socket, false, now);
+        let half_open =
+            state == tcp::State::SynReceived && now >= self.since + SYN_RECEIVED_TIMEOUT;
+        if half_open || self.stalled_at().is_some_and(|at| now >= at) {
             socket.abort(); // a RST to the peer; the service re-arms the slot
             counters.tcp_reset += 1;
         }
     }
 
-    /// Remembers the state a service left the socket in.
-    fn settle(&mut self, state: tcp::State, now: Instant) {
+    /// Remembers how a service left the socket; `moved` if it queued data.
+    fn settle(&mut self, socket: &tcp::Socket<'_>, moved: bool, now: Instant) {
+        let state = socket.state();
         if state != self.last {
             self.last = state;
             self.since = now;
+            self.progress_at = now;
         }
+        if moved {
+            self.progress_at = now;
+        }
+        self.unsent = socket.send_queue();
     }
 
-    /// When a half-open connection will be reset, if this is one.
+    /// When a connection holding data the peer does not take will be reset.
+    fn stalled_at(&self) -> Option<Instant> {
+        (self.unsent > 0).then(|| self.progress_at + STALL_TIMEOUT)
+    }
+
+    /// The next time this connection must be looked at, if any: the end of
+    /// a handshake, or of a stall.
     fn deadline(&self) -> Option<Instant> {
-        (self.last == tcp::State::SynReceived).then(|| self.since + SYN_RECEIVED_TIMEOUT)
+        let handshake =
+            (self.last == tcp::State::SynReceived).then(|| self.since + SYN_RECEIVED_TIMEOUT);
+        match (handshake, self.stalled_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
 /// [`config::TCP_SYN_RECEIVED_TIMEOUT_SECS`] as a duration.
 const SYN_RECEIVED_TIMEOUT: Duration = Duration::from_secs(config::TCP_SYN_RECEIVED_TIMEOUT_SECS);
+/// [`config::TCP_STALL_TIMEOUT_SECS`] as a duration.
+const STALL_TIMEOUT: Duration = Duration::from_secs(config::TCP_STALL_TIMEOUT_SECS);
 
 /// A status page connection: its socket, the request head received so far,
 /// and whether it has been answered.
@@ -435,14 +466,14 @@ impl<'a> Stack<'a> {
             for conn in &mut bound.tcp {
                 let socket = self.sockets.get_mut::<tcp::Socket>(conn.handle);
                 conn.check(socket, self.now, &mut self.counters);
-                busy |= services::stream::serve(
+                let progress = services::stream::serve(
                     socket,
                     bound.service.port,
                     &mut self.scratch[..],
                     transform,
-                )
-                .any();
-                conn.settle(socket.state(), self.now);
+                );
+                busy |= progress.any();
+                conn.settle(socket, progress.bytes > 0, self.now);
             }
             let iface = &self.iface;
             let socket = self.sockets.get_mut::<udp::Socket>(bound.udp);
@@ -468,7 +499,7 @@ impl<'a> Stack<'a> {
             slot.request.clear();
             slot.answered = false;
             let rearmed = socket.listen(port).is_ok();
-            slot.conn.settle(socket.state(), self.now);
+            slot.conn.settle(socket, false, self.now);
             return rearmed;
         }
         if slot.answered {
@@ -572,7 +603,7 @@ impl<'a> Stack<'a> {
         // the 503 answer: a short write cannot happen.
         let _ = socket.send_slice(&self.scratch[..len]);
         socket.close();
-        slot.conn.settle(socket.state(), self.now);
+        slot.conn.settle(socket, true, self.now);
         slot.answered = true;
         true
     }

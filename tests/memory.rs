@@ -951,3 +951,68 @@ fn half_open_connection_is_reset_after_the_handshake_timeout() {
     let h = net.established((v4(), ECHO_PORT), 50001);
     assert_eq!(net.exchange(h, b"after the flood"), b"after the flood");
 }
+
+/// A client that sends but never reads (its window shut, yet it answers
+/// every probe) holds its slot only for `TCP_STALL_TIMEOUT_SECS`, then is
+/// reset; a slow reader that takes a little now and then is never reset; and
+/// a third connection echoes normally all along.
+#[test]
+fn a_peer_that_never_reads_is_reset_a_slow_one_is_not() {
+    let mut net = Net::new(stack_memory!());
+    let data = Rng(17).bytes(16 * 1024);
+    let deaf = net.established((v4(), ECHO_PORT), 51000);
+    let slow = net.established((v4(), ECHO_PORT), 51001);
+    let stall = Duration::from_secs(config::TCP_STALL_TIMEOUT_SECS);
+    let mut next_read = net.now;
+    let slow_got = std::cell::Cell::new(0);
+    // Both keep sending as long as they can; only the slow one ever reads,
+    // 4 KiB every 5 s. Returns the time the deaf one was reset.
+    let mut step = |n: &mut Net| {
+        for h in [deaf, slow] {
+            if n.tcp(h).can_send() {
+                let _ = n.tcp(h).send_slice(&data);
+            }
+        }
+        if n.now >= next_read {
+            slow_got.set(
+                slow_got.get()
+                    + n.tcp(slow)
+                        .recv(|b| (b.len().min(4096), b.len().min(4096)))
+                        .unwrap_or(0),
+            );
+            next_read = n.now + Duration::from_secs(5);
+        }
+    };
+    let mut stalled_since = None;
+    net.run_until("the deaf peer reset", |n| {
+        step(n);
+        // The stall starts when the deaf peer's window is shut for good.
+        if stalled_since.is_none() && n.tcp(deaf).recv_queue() == HOST_TCP_BUFFER {
+            stalled_since = Some(n.now);
+        }
+        n.tcp(deaf).state() == tcp::State::Closed
+    });
+    let waited = net.now - stalled_since.expect("the deaf peer's buffer filled");
+    assert!(
+        waited >= stall && waited < stall + Duration::from_secs(5),
+        "reset {waited} after the window shut"
+    );
+    assert!(slow_got.get() > 0);
+    assert_eq!(
+        net.tcp(slow).state(),
+        tcp::State::Established,
+        "the slow reader is kept"
+    );
+    assert_eq!(net.stack.counters().tcp_reset, 1);
+
+    // Another 60 s of slow reading: still kept; a normal client is served.
+    let until = net.now + Duration::from_secs(60);
+    net.run_until("60 more seconds", |n| {
+        step(n);
+        n.now >= until
+    });
+    assert_eq!(net.tcp(slow).state(), tcp::State::Established);
+    let h = net.established((v6(), ECHO_PORT), 51002);
+    assert_eq!(net.exchange(h, b"still serving"), b"still serving");
+    assert_eq!(net.stack.counters().tcp_reset, 1);
+}
