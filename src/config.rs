@@ -120,6 +120,11 @@ pub const TCP_SYN_RECEIVED_TIMEOUT_SECS: u64 = 5;
 /// user timeout never fires) before it is reset and its slot re-armed.
 pub const TCP_STALL_TIMEOUT_SECS: u64 = 30;
 
+/// Frames received per round of [`crate::stack::Stack::poll`]: with
+/// [`MAX_POLL_ROUNDS`], at most 512 frames per poll, so a flood cannot keep one
+/// poll (and the binary's look at its signals) going for ever.
+pub const MAX_FRAMES_PER_ROUND: usize = 64;
+
 /// Upper bound on service/interface rounds in one [`crate::stack::Stack::poll`]:
 /// keeps the work of one poll bounded under a flood.
 pub const MAX_POLL_ROUNDS: usize = 8;

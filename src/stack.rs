@@ -14,7 +14,9 @@
 use core::fmt;
 use core::mem::size_of;
 
-use smoltcp::iface::{Interface, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::iface::{
+    Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage,
+};
 use smoltcp::phy::Device;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
@@ -24,9 +26,9 @@ use core::cell::RefCell;
 
 use crate::config::{
     self, FAULT_FRAME_BUFFER, HTTP_REQUEST_BUFFER, HTTP_RX_BUFFER, HTTP_SOCKETS, HTTP_TX_BUFFER,
-    MAX_POLL_ROUNDS, SCRATCH_BUFFER, SERVICE_COUNT, SOCKET_COUNT, TCP_RX_BUFFER, TCP_SOCKET_COUNT,
-    TCP_SOCKETS_PER_SERVICE, TCP_TX_BUFFER, UDP_PACKET_SLOTS, UDP_RX_BUFFER, UDP_SOCKET_COUNT,
-    UDP_TX_BUFFER,
+    MAX_FRAMES_PER_ROUND, MAX_POLL_ROUNDS, SCRATCH_BUFFER, SERVICE_COUNT, SOCKET_COUNT,
+    TCP_RX_BUFFER, TCP_SOCKET_COUNT, TCP_SOCKETS_PER_SERVICE, TCP_TX_BUFFER, UDP_PACKET_SLOTS,
+    UDP_RX_BUFFER, UDP_SOCKET_COUNT, UDP_TX_BUFFER,
 };
 use crate::counters::{Counters, Policy};
 use crate::faults::{FaultSettings, Injector};
@@ -415,7 +417,8 @@ impl<'a> Stack<'a> {
     ) -> Option<Duration> {
         self.now = now;
         for _ in 0..MAX_POLL_ROUNDS {
-            {
+            // True if frames were left unread: come back at once.
+            let backlog = {
                 // The link's view of this poll: faults, counters, observer.
                 let shared = RefCell::new(Shared {
                     counters: &mut self.counters,
@@ -437,9 +440,25 @@ impl<'a> Stack<'a> {
                     &mut self.fault_tx[..],
                     now,
                 );
-                self.iface.poll(now, &mut link, &mut self.sockets);
-            }
-            if !self.serve() {
+                // Interface::poll would read every queued frame, however many:
+                // read at most MAX_FRAMES_PER_ROUND, then transmit.
+                self.iface.poll_maintenance(now);
+                let mut frames = 0;
+                while frames < MAX_FRAMES_PER_ROUND
+                    && self
+                        .iface
+                        .poll_ingress_single(now, &mut link, &mut self.sockets)
+                        != PollIngressSingleResult::None
+                {
+                    frames += 1;
+                }
+                while self.iface.poll_egress(now, &mut link, &mut self.sockets) != PollResult::None
+                {
+                }
+                frames == MAX_FRAMES_PER_ROUND
+            };
+            let served = self.serve();
+            if !served && !backlog {
                 let handshakes = self
                     .services
                     .iter()

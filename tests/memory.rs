@@ -1016,3 +1016,86 @@ fn a_peer_that_never_reads_is_reset_a_slow_one_is_not() {
     assert_eq!(net.exchange(h, b"still serving"), b"still serving");
     assert_eq!(net.stack.counters().tcp_reset, 1);
 }
+
+/// A flood queued on the device is read at most
+/// `MAX_POLL_ROUNDS x MAX_FRAMES_PER_ROUND` frames per poll (the caller gets
+/// a zero delay and comes back at once, after looking at its signals), and
+/// every frame is still served: 2000 pings, 2000 replies.
+#[test]
+fn one_poll_reads_a_bounded_number_of_frames() {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, Ipv4Repr};
+    let mut net = Net::new(stack_memory!());
+    // Let the stack learn the host's MAC first.
+    assert_eq!(net.datagram((v4(), ECHO_PORT), 52000, b"hello").0, b"hello");
+
+    const PINGS: usize = 2000;
+    let host = config::HOST_IPV4.address();
+    let stack = config::STACK_IPV4.address();
+    for seq in 0..PINGS as u16 {
+        let icmp = Icmpv4Repr::EchoRequest {
+            ident: 7,
+            seq_no: seq,
+            data: b"flood",
+        };
+        let ip = Ipv4Repr {
+            src_addr: host,
+            dst_addr: stack,
+            next_header: IpProtocol::Icmp,
+            payload_len: icmp.buffer_len(),
+            hop_limit: 64,
+        };
+        let eth = smoltcp::wire::EthernetRepr {
+            src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x64]),
+            dst_addr: config::STACK_MAC,
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let mut frame = vec![0; eth.buffer_len() + ip.buffer_len() + icmp.buffer_len()];
+        let mut e = EthernetFrame::new_unchecked(&mut frame[..]);
+        eth.emit(&mut e);
+        let mut p = Ipv4Packet::new_unchecked(e.payload_mut());
+        ip.emit(&mut p, &ChecksumCapabilities::default());
+        icmp.emit(
+            &mut Icmpv4Packet::new_unchecked(p.payload_mut()),
+            &ChecksumCapabilities::default(),
+        );
+        net.stack_end.rx.borrow_mut().push_back(frame);
+    }
+    let bound = config::MAX_POLL_ROUNDS * config::MAX_FRAMES_PER_ROUND;
+    let mut polls = 0;
+    while !net.stack_end.rx.borrow().is_empty() {
+        let before = net.stack_end.rx.borrow().len();
+        let delay = net.stack.poll(net.now, &mut net.stack_end);
+        let read = before - net.stack_end.rx.borrow().len();
+        assert!(read <= bound, "one poll read {read} frames");
+        if !net.stack_end.rx.borrow().is_empty() {
+            assert_eq!(
+                delay,
+                Some(Duration::ZERO),
+                "frames are left: come back at once"
+            );
+        }
+        polls += 1;
+        assert!(polls <= PINGS, "the queue never drains");
+    }
+    assert!(polls >= PINGS.div_ceil(bound));
+    let replies = net
+        .stack_end
+        .tx
+        .borrow()
+        .iter()
+        .filter(|f| {
+            let Ok(eth) = EthernetFrame::new_checked(&f[..]) else {
+                return false;
+            };
+            let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+                return false;
+            };
+            ip.next_header() == IpProtocol::Icmp
+                && Icmpv4Packet::new_checked(ip.payload())
+                    .is_ok_and(|i| i.msg_type() == smoltcp::wire::Icmpv4Message::EchoReply)
+        })
+        .count();
+    assert_eq!(replies, PINGS);
+    assert_eq!(net.stack.counters().icmp_echo_requests.r#in, PINGS as u64);
+}
