@@ -2849,7 +2849,8 @@ fn never_reads() -> String {
 
 /// A client that sends a SYN and nothing more (from an address of the
 /// subnet that answers ARP once, then never again): its half-open slot is
-/// free within the SYN-RECEIVED bound.
+/// free within the SYN-RECEIVED bound, and the stack tells it so with a
+/// RST.
 fn syn_only() -> String {
     let ns = Netns::new("synonly");
     let stack = StackProcess::start(&ns, &[]);
@@ -2868,17 +2869,25 @@ fn syn_only() -> String {
         "no SYN-ACK to the lone SYN"
     );
     let sent = Instant::now();
+    // Aborting the half-open connection sends the peer a reset (RFC 9293
+    // 3.10.5, ABORT in SYN-RECEIVED), so a real client would know at once.
+    let reset = peer
+        .link_expect(SYN_RECEIVED_BOUND, |t| t.flags & flags::RST != 0)
+        .map(|_| sent.elapsed());
     let freed = slot_freed(
         &ns,
         sent,
         SYN_RECEIVED_BOUND,
         "a SYN and nothing more: the SYN-RECEIVED timeout",
     );
+    let reset = reset.unwrap_or_else(|| {
+        panic!("the half-open connection was given up without a RST to the peer (freed after {freed:?})")
+    });
     check_all(&mut held, "after the SYN-only client");
     let verified = close_all(held);
     stop(stack, "SYN-only client");
     format!(
-        "SYN and nothing more: slot free {freed:?} after the SYN; 23 others verified {verified} bytes"
+        "SYN and nothing more: RST to the peer {reset:?} and slot free {freed:?} after the SYN; 23 others verified {verified} bytes"
     )
 }
 

@@ -994,6 +994,19 @@ impl<'l> RawPeer<'l> {
             .and_then(|f| f.tcp)
     }
 
+    /// The next segment from the stack to this peer that `want` accepts,
+    /// passing over the others, at most `timeout`.
+    pub fn link_expect(&self, timeout: Duration, want: impl Fn(&Tcp) -> bool) -> Option<Tcp> {
+        self.link
+            .expect(timeout, |f| {
+                f.dst_mac == Some(self.mac)
+                    && f.tcp.as_ref().is_some_and(|t| {
+                        t.dst_port == self.port && t.src_port == self.remote.1 && want(t)
+                    })
+            })
+            .and_then(|f| f.tcp)
+    }
+
     /// Sends a SYN with `window` and `options`, and returns the stack's
     /// answer (SYN-ACK or RST), if any within `timeout`.
     pub fn syn(&mut self, window: u16, options: &[u8], timeout: Duration) -> Option<Tcp> {
