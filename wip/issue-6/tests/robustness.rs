@@ -2423,6 +2423,16 @@ fn signals_under_heavy_traffic_then_restart() {
             {
                 thread::sleep(Duration::from_millis(1));
             }
+            let flowing = (
+                verified.load(Ordering::SeqCst),
+                udp_sent.load(Ordering::SeqCst),
+            );
+            assert!(
+                flowing.0 >= 2_000_000 && flowing.1 >= 10_000,
+                "{name}: no heavy traffic to stop ({} bytes verified, {} datagrams sent)",
+                flowing.0,
+                flowing.1
+            );
             let stop_at = Instant::now();
             let report = {
                 stopping.store(true, Ordering::SeqCst);
@@ -2495,7 +2505,7 @@ fn tap_deleted_under_the_stack() {
     let stderr = stack.stderr();
     let status = stack.stop();
     println!(
-        "figures: TAP deleted: exit {status} {took:?} later, CPU {cpu:?} meanwhile; message: {:?}",
+        "figures: TAP deleted: {status} {took:?} later, CPU {cpu:?} meanwhile; message: {:?}",
         stderr.lines().find(|l| l.starts_with("tapstack:"))
     );
     assert_eq!(status.code(), Some(1), "exit code; stderr:\n{stderr}");
@@ -3400,7 +3410,13 @@ fn fuzz_corpus_and_regressions_replay() {
             for file in files {
                 let input = std::fs::read(&file)
                     .unwrap_or_else(|err| panic!("read {}: {err}", file.display()));
-                let replay = std::panic::catch_unwind(|| target(&input));
+                // A thread of its own with room for the stack's 1.6 MiB of
+                // buffers, which `Buffers::new` may build on the stack.
+                let replay = thread::Builder::new()
+                    .stack_size(64 * 1024 * 1024)
+                    .spawn(move || target(&input))
+                    .expect("spawn a replay thread")
+                    .join();
                 assert!(
                     replay.is_ok(),
                     "fuzz target {name} fails on {}",
