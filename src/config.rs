@@ -118,7 +118,21 @@ pub const TCP_SYN_RECEIVED_TIMEOUT_SECS: u64 = 5;
 /// How long a connection may hold data for a peer that takes none of it (it
 /// never reads: its window stays shut, yet it answers every probe, so the
 /// user timeout never fires) before it is reset and its slot re-armed.
-pub const TCP_STALL_TIMEOUT_SECS: u64 = 30;
+/// As long as the user timeout, and longer than smoltcp's 60 s neighbour
+/// lifetime: a shorter one resets every busy connection while a forged ARP
+/// or NDP answer misdirects the stack's frames, which it otherwise survives.
+pub const TCP_STALL_TIMEOUT_SECS: u64 = TCP_TIMEOUT_SECS;
+
+/// How long a status page client may take to send its request head before
+/// it is reset (a browser sends it at once; a client that says nothing
+/// would hold one of the page's few slots for ever, keep-alives answered).
+pub const HTTP_REQUEST_TIMEOUT_SECS: u64 = 10;
+
+/// How long a connection the stack has closed may wait for the peer's FIN
+/// (FIN-WAIT-2) before it is reset: the status page closes first, and a
+/// client that reads the page but never closes would otherwise keep the
+/// slot. Linux's default `tcp_fin_timeout`.
+pub const TCP_FIN_WAIT_2_TIMEOUT_SECS: u64 = 60;
 
 /// Frames received per round of [`crate::stack::Stack::poll`]: with
 /// [`MAX_POLL_ROUNDS`], at most 512 frames per poll, so a flood cannot keep one

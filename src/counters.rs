@@ -47,6 +47,8 @@ pub struct Drops {
     pub no_socket: u64,
     /// A TCP connection attempt while every socket of the service's pool was busy (answered by RST).
     pub pool_full: u64,
+    /// An IP fragment: the stack does no reassembly.
+    pub fragment: u64,
     /// Dropped on purpose by the fault injector, either direction.
     pub injected: u64,
 }
@@ -191,7 +193,10 @@ impl Counters {
             return;
         }
         let dst = match frame.net {
-            Net::Ip { src, .. } if crate::network::is_martian_source(&src) => {
+            Net::Ip { src, .. }
+                if crate::network::is_martian_source(&src)
+                    || is_broadcast(src, &policy.addresses) =>
+            {
                 self.dropped.bad_source += 1;
                 return;
             }
@@ -206,13 +211,34 @@ impl Counters {
                 return;
             }
             Net::Ip { dst, .. } => dst,
-            Net::Arp { target, .. } => {
+            Net::Arp {
+                operation,
+                sender,
+                sender_mac,
+                target,
+            } => {
+                // What smoltcp ignores (RFC 826 and its own rules): an ARP for
+                // another address, an unknown operation, a sender that is not
+                // one unicast host on the stack's subnet.
+                let on_subnet = policy.addresses.iter().any(
+                    |c| matches!(c, smoltcp::wire::IpCidr::Ipv4(c) if c.contains_addr(&sender)),
+                );
                 if !policy
                     .addresses
                     .iter()
                     .any(|c| c.address() == IpAddress::Ipv4(target))
                 {
                     self.dropped.not_for_us += 1;
+                } else if matches!(operation, ArpOperation::Unknown(_)) {
+                    self.dropped.malformed += 1;
+                } else if !sender_mac.is_unicast()
+                    || !on_subnet
+                    || sender.is_broadcast()
+                    || sender.is_multicast()
+                    || sender.is_unspecified()
+                    || is_broadcast(IpAddress::Ipv4(sender), &policy.addresses)
+                {
+                    self.dropped.bad_source += 1;
                 }
                 return;
             }
@@ -228,7 +254,10 @@ impl Counters {
         }
         match frame.transport {
             Transport::Malformed => self.dropped.malformed += 1,
-            Transport::Tcp { .. } | Transport::Udp { .. } if !checksum_ok => {
+            Transport::Fragment => self.dropped.fragment += 1,
+            Transport::Tcp { .. } | Transport::Udp { .. } | Transport::Icmp { .. }
+                if !checksum_ok =>
+            {
                 self.dropped.bad_checksum += 1
             }
             Transport::Tcp {
@@ -270,6 +299,7 @@ impl Counters {
             + d.malformed
             + d.no_socket
             + d.pool_full
+            + d.fragment
             + d.injected
     }
 
@@ -313,7 +343,7 @@ impl Counters {
         let d = &self.dropped;
         write!(
             w,
-            "\"corrupted\":{},\"dropped\":{{\"not_for_us\":{},\"bad_source\":{},\"bad_checksum\":{},\"malformed\":{},\"no_socket\":{},\"pool_full\":{},\"injected\":{},\"total\":{}}}}}",
+            "\"corrupted\":{},\"dropped\":{{\"not_for_us\":{},\"bad_source\":{},\"bad_checksum\":{},\"malformed\":{},\"no_socket\":{},\"pool_full\":{},\"fragment\":{},\"injected\":{},\"total\":{}}}}}",
             self.corrupted,
             d.not_for_us,
             d.bad_source,
@@ -321,13 +351,14 @@ impl Counters {
             d.malformed,
             d.no_socket,
             d.pool_full,
+            d.fragment,
             d.injected,
             self.dropped_total()
         )
     }
 
     /// The counters as rows of (layer, name, in, out): one table for text and HTML.
-    pub fn rows(&self) -> [(&'static str, &'static str, u64, Option<u64>); 21] {
+    pub fn rows(&self) -> [(&'static str, &'static str, u64, Option<u64>); 22] {
         let d = &self.dropped;
         [
             (
@@ -414,6 +445,7 @@ impl Counters {
             ("dropped", "malformed", d.malformed, None),
             ("dropped", "no socket", d.no_socket, None),
             ("dropped", "pool full", d.pool_full, None),
+            ("dropped", "fragment (no reassembly)", d.fragment, None),
             ("dropped", "injected fault", d.injected, None),
             ("faults", "corrupted (injected)", self.corrupted, None),
         ]

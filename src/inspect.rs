@@ -10,9 +10,11 @@ use core::fmt;
 
 use crate::link::Mac;
 
+use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet,
-    Icmpv6Packet, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
+    Icmpv6Packet, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Packet, TcpPacket, TcpRepr,
+    UdpPacket, UdpRepr,
 };
 
 /// Which way a frame went.
@@ -108,7 +110,11 @@ pub enum Transport {
     },
     /// Another IP protocol.
     Other(IpProtocol),
-    /// The header does not parse.
+    /// An IP fragment (IPv4 more-fragments or offset, IPv6 fragment
+    /// header): the stack does no reassembly, so it drops every fragment.
+    Fragment,
+    /// The header does not parse, or breaks a rule smoltcp enforces (port
+    /// 0, more than one of SYN/FIN/RST, a malformed TCP option).
     Malformed,
 }
 
@@ -189,31 +195,39 @@ impl Frame {
                 let Ok(ip) = Ipv4Packet::new_checked(payload) else {
                     return frame;
                 };
+                if ip.version() != 4 {
+                    return frame;
+                }
+                let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
                 frame.net = Net::Ip {
-                    src: ip.src_addr().into(),
-                    dst: ip.dst_addr().into(),
+                    src,
+                    dst,
                     hop_limit: ip.hop_limit(),
                     bad_checksum: !ip.verify_checksum(),
                 };
-                // A fragment other than the first has no transport header.
-                frame.transport = if ip.frag_offset() != 0 {
-                    Transport::Other(ip.next_header())
+                frame.transport = if ip.more_frags() || ip.frag_offset() != 0 {
+                    Transport::Fragment
                 } else {
-                    transport(ip.next_header(), ip.payload(), 4)
+                    transport(ip.next_header(), ip.payload(), src, dst)
                 };
             }
             EthernetProtocol::Ipv6 => {
                 let Ok(ip) = Ipv6Packet::new_checked(payload) else {
                     return frame;
                 };
+                if ip.version() != 6 {
+                    return frame;
+                }
+                let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
                 frame.net = Net::Ip {
-                    src: ip.src_addr().into(),
-                    dst: ip.dst_addr().into(),
+                    src,
+                    dst,
                     hop_limit: ip.hop_limit(),
                     bad_checksum: false,
                 };
                 frame.transport = match skip_hop_by_hop(ip.next_header(), ip.payload()) {
-                    Some((next, payload)) => transport(next, payload, 6),
+                    Some((IpProtocol::Ipv6Frag, _)) => Transport::Fragment,
+                    Some((next, payload)) => transport(next, payload, src, dst),
                     None => Transport::Malformed,
                 };
             }
@@ -243,9 +257,19 @@ fn skip_hop_by_hop(next: IpProtocol, payload: &[u8]) -> Option<(IpProtocol, &[u8
     Some((IpProtocol::from(next), payload.get(len..)?))
 }
 
-fn transport(protocol: IpProtocol, payload: &[u8], version: u8) -> Transport {
+fn transport(protocol: IpProtocol, payload: &[u8], src: IpAddress, dst: IpAddress) -> Transport {
+    let version = if matches!(src, IpAddress::Ipv4(_)) {
+        4
+    } else {
+        6
+    };
+    // Checksums are judged apart (`link::observed`); anything else smoltcp's
+    // parsers refuse (port 0, SYN with FIN or RST, a bad TCP option) is
+    // malformed: smoltcp drops it.
+    let caps = ChecksumCapabilities::ignored();
     match protocol {
         IpProtocol::Tcp => match TcpPacket::new_checked(payload) {
+            Ok(tcp) if TcpRepr::parse(&tcp, &src, &dst, &caps).is_err() => Transport::Malformed,
             Ok(tcp) => {
                 let raw = payload.get(13).copied().unwrap_or(0);
                 Transport::Tcp {
@@ -261,6 +285,7 @@ fn transport(protocol: IpProtocol, payload: &[u8], version: u8) -> Transport {
             Err(_) => Transport::Malformed,
         },
         IpProtocol::Udp => match UdpPacket::new_checked(payload) {
+            Ok(udp) if UdpRepr::parse(&udp, &src, &dst, &caps).is_err() => Transport::Malformed,
             Ok(udp) => Transport::Udp {
                 src: udp.src_port(),
                 dst: udp.dst_port(),
@@ -431,6 +456,7 @@ impl fmt::Display for Transport {
                 write!(f, " win {window} len {len}")
             }
             Transport::Other(p) => write!(f, "ip protocol {p}"),
+            Transport::Fragment => f.write_str("fragment (not reassembled)"),
             Transport::Malformed => f.write_str("MALFORMED transport header"),
         }
     }
@@ -602,6 +628,27 @@ mod tests {
         // A Hop-by-Hop header that claims more than there is: malformed.
         f[hbh + 1] = 4;
         assert_eq!(Frame::parse(&f).transport, Transport::Malformed);
+    }
+
+    #[test]
+    fn what_smoltcp_refuses_is_not_a_segment() {
+        let bytes = syn();
+        // Version 6 in an IPv4 header (checksum made right again).
+        let mut v6 = bytes.clone();
+        v6[14] = 0x65;
+        Ipv4Packet::new_unchecked(&mut v6[14..]).fill_checksum();
+        assert_eq!(Frame::parse(&v6).net, Net::Malformed);
+        // A first fragment (more fragments set): no transport, a fragment.
+        let mut frag = bytes.clone();
+        frag[14 + 6] |= 0x20;
+        assert_eq!(Frame::parse(&frag).transport, Transport::Fragment);
+        // SYN+FIN, and source port 0: smoltcp drops both.
+        let mut synfin = bytes.clone();
+        synfin[14 + 20 + 13] |= tcp_flags::FIN;
+        assert_eq!(Frame::parse(&synfin).transport, Transport::Malformed);
+        let mut port0 = bytes;
+        port0[14 + 20..14 + 22].copy_from_slice(&[0, 0]);
+        assert_eq!(Frame::parse(&port0).transport, Transport::Malformed);
     }
 
     #[test]

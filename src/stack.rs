@@ -215,18 +215,23 @@ impl Conn {
     }
 
     /// Before a service looks at the socket: counts what changed since the
-    /// last serve, and resets a handshake that has waited too long or a
-    /// connection whose peer has taken none of its data for too long.
-    fn check(&mut self, socket: &mut tcp::Socket<'_>, now: Instant, counters: &mut Counters) {
-        let state = socket.state();
-        count_transition(counters, self.last, state);
+    /// last serve, and resets a handshake that has waited too long, a
+    /// connection whose peer has taken none of its data for too long, one
+    /// whose peer has not sent its FIN long after ours (FIN-WAIT-2), and,
+    /// if `awaiting_request`, one whose peer has sent no request in time.
+    fn check(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        now: Instant,
+        counters: &mut Counters,
+        awaiting_request: bool,
+    ) {
+        count_transition(counters, self.last, socket.state());
         if socket.send_queue() < self.unsent {
             self.progress_at = now; // the peer acknowledged some
         }
         self.settle(socket, false, now);
-        let half_open =
-            state == tcp::State::SynReceived && now >= self.since + SYN_RECEIVED_TIMEOUT;
-        if half_open || self.stalled_at().is_some_and(|at| now >= at) {
+        if self.deadline(awaiting_request).is_some_and(|at| now >= at) {
             socket.abort(); // a RST to the peer; the service re-arms the slot
             counters.tcp_reset += 1;
         }
@@ -252,19 +257,33 @@ impl Conn {
     }
 
     /// The next time this connection must be looked at, if any: the end of
-    /// a handshake, or of a stall.
-    fn deadline(&self) -> Option<Instant> {
-        let handshake =
-            (self.last == tcp::State::SynReceived).then(|| self.since + SYN_RECEIVED_TIMEOUT);
-        match (handshake, self.stalled_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+    /// a handshake, of a stall, of a FIN-WAIT-2, or (`awaiting_request`) of
+    /// the wait for a request.
+    fn deadline(&self, awaiting_request: bool) -> Option<Instant> {
+        let in_state = |state, timeout| (self.last == state).then(|| self.since + timeout);
+        let request = if awaiting_request {
+            in_state(tcp::State::Established, HTTP_REQUEST_TIMEOUT)
+        } else {
+            None
+        };
+        [
+            in_state(tcp::State::SynReceived, SYN_RECEIVED_TIMEOUT),
+            in_state(tcp::State::FinWait2, FIN_WAIT_2_TIMEOUT),
+            request,
+            self.stalled_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
 /// [`config::TCP_SYN_RECEIVED_TIMEOUT_SECS`] as a duration.
 const SYN_RECEIVED_TIMEOUT: Duration = Duration::from_secs(config::TCP_SYN_RECEIVED_TIMEOUT_SECS);
+/// [`config::TCP_FIN_WAIT_2_TIMEOUT_SECS`] as a duration.
+const FIN_WAIT_2_TIMEOUT: Duration = Duration::from_secs(config::TCP_FIN_WAIT_2_TIMEOUT_SECS);
+/// [`config::HTTP_REQUEST_TIMEOUT_SECS`] as a duration.
+const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(config::HTTP_REQUEST_TIMEOUT_SECS);
 /// [`config::TCP_STALL_TIMEOUT_SECS`] as a duration.
 const STALL_TIMEOUT: Duration = Duration::from_secs(config::TCP_STALL_TIMEOUT_SECS);
 
@@ -459,15 +478,16 @@ impl<'a> Stack<'a> {
             };
             let served = self.serve();
             if !served && !backlog {
-                let handshakes = self
+                let services = self
                     .services
                     .iter()
-                    .flat_map(|b| b.tcp.iter())
-                    .chain(self.http.iter().map(|s| &s.conn));
-                let deadline = handshakes
-                    .filter_map(Conn::deadline)
+                    .flat_map(|b| b.tcp.iter().map(|c| c.deadline(false)));
+                let http = self.http.iter().map(|s| s.conn.deadline(!s.answered));
+                let deadline = services
+                    .chain(http)
+                    .flatten()
                     .min()
-                    .map(|at| at - now);
+                    .map(|at| at.max(now) - now);
                 return match (self.iface.poll_delay(now, &self.sockets), deadline) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -484,7 +504,7 @@ impl<'a> Stack<'a> {
             let transform = bound.service.transform;
             for conn in &mut bound.tcp {
                 let socket = self.sockets.get_mut::<tcp::Socket>(conn.handle);
-                conn.check(socket, self.now, &mut self.counters);
+                conn.check(socket, self.now, &mut self.counters, false);
                 let progress = services::stream::serve(
                     socket,
                     bound.service.port,
@@ -513,7 +533,11 @@ impl<'a> Stack<'a> {
         let port = self.status_port;
         let slot = &mut self.http[i];
         let socket = self.sockets.get_mut::<tcp::Socket>(slot.conn.handle);
-        slot.conn.check(socket, self.now, &mut self.counters);
+        slot.conn
+            .check(socket, self.now, &mut self.counters, !slot.answered);
+        if services::stream::resetting(socket) {
+            return false; // re-armed once the RST has left (the next egress)
+        }
         if !socket.is_open() {
             slot.request.clear();
             slot.answered = false;

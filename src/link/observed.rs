@@ -53,8 +53,12 @@ impl Shared<'_, '_> {
     /// stack may see it: not if its source address is impossible.
     fn see(&mut self, now: Instant, dir: Direction, bytes: &[u8], fault: Option<Fault>) -> bool {
         let frame = Frame::parse(bytes);
-        let deliver = !matches!(frame.net, Net::Ip { src, .. } if is_martian_source(&src));
         let checksum_ok = dir == Direction::Out || frame_checksum_ok(bytes);
+        // smoltcp takes a zero UDP checksum as "none" over IPv6 too, where
+        // RFC 8200 8.1 requires the datagram to be discarded: so it is, here.
+        let martian = matches!(frame.net, Net::Ip { src, .. } if is_martian_source(&src));
+        let no_udp6_checksum = dir == Direction::In && is_udp6_without_checksum(bytes);
+        let deliver = !martian && !no_udp6_checksum;
         self.counters
             .record(dir, &frame, fault, &mut self.policy, checksum_ok);
         if let Some(observer) = self.observer.as_deref_mut() {
@@ -64,10 +68,27 @@ impl Shared<'_, '_> {
     }
 }
 
-/// Verifies the TCP or UDP checksum of a received frame (true for anything else).
+/// An IPv6 UDP datagram whose checksum field is zero (RFC 8200 8.1: invalid).
+fn is_udp6_without_checksum(bytes: &[u8]) -> bool {
+    use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv6Packet, UdpPacket};
+    let Ok(eth) = EthernetFrame::new_checked(bytes) else {
+        return false;
+    };
+    if eth.ethertype() != EthernetProtocol::Ipv6 {
+        return false;
+    }
+    Ipv6Packet::new_checked(eth.payload()).is_ok_and(|ip| {
+        ip.next_header() == IpProtocol::Udp
+            && UdpPacket::new_checked(ip.payload()).is_ok_and(|u| u.checksum() == 0)
+    })
+}
+
+/// Verifies the TCP, UDP, ICMP or ICMPv6 checksum of a received frame (true
+/// for anything else). A zero UDP checksum over IPv6 is wrong (RFC 8200 8.1).
 fn frame_checksum_ok(bytes: &[u8]) -> bool {
     use smoltcp::wire::{
-        EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
+        EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv6Packet, IpAddress, IpProtocol,
+        Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
     };
     let Ok(eth) = EthernetFrame::new_checked(bytes) else {
         return true;
@@ -97,9 +118,17 @@ fn frame_checksum_ok(bytes: &[u8]) -> bool {
         IpProtocol::Tcp => {
             TcpPacket::new_checked(payload).is_ok_and(|p| p.verify_checksum(&src, &dst))
         }
-        IpProtocol::Udp => {
-            UdpPacket::new_checked(payload).is_ok_and(|p| p.verify_checksum(&src, &dst))
-        }
+        IpProtocol::Udp => UdpPacket::new_checked(payload).is_ok_and(|p| {
+            p.verify_checksum(&src, &dst)
+                && !(matches!(src, IpAddress::Ipv6(_)) && p.checksum() == 0)
+        }),
+        IpProtocol::Icmp => Icmpv4Packet::new_checked(payload).is_ok_and(|p| p.verify_checksum()),
+        IpProtocol::Icmpv6 => match (src, dst) {
+            (IpAddress::Ipv6(s), IpAddress::Ipv6(d)) => {
+                Icmpv6Packet::new_checked(payload).is_ok_and(|p| p.verify_checksum(&s, &d))
+            }
+            _ => false,
+        },
         _ => true,
     }
 }

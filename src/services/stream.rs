@@ -10,7 +10,8 @@
 //!   smoltcp sends the FIN with the last data (a separate, late FIN is easily
 //!   dropped by a Linux client that closes at once, leaving the socket in
 //!   LAST-ACK for a retransmission about a second later);
-//! - a socket that has finished (CLOSED, or TIME-WAIT) listens again at once,
+//! - a socket that has finished (CLOSED, or TIME-WAIT) listens again at once
+//!   (an aborted one as soon as its RST has left),
 //!   so the pool is re-armed before the next frame is read.
 
 use smoltcp::socket::tcp::{Socket, State};
@@ -33,6 +34,14 @@ impl Progress {
     }
 }
 
+/// A socket that was just aborted: CLOSED, with its peer still known. smoltcp
+/// sends the RST on its next egress and then forgets the peer; re-arming it
+/// before that (`listen` forgets the peer too) would lose the RST, and the
+/// peer would learn of the reset only when it next sends.
+pub fn resetting(socket: &Socket<'_>) -> bool {
+    socket.state() == State::Closed && socket.remote_endpoint().is_some()
+}
+
 /// Serves one TCP socket of a service pool listening on `port`.
 pub fn serve(
     socket: &mut Socket<'_>,
@@ -42,6 +51,9 @@ pub fn serve(
 ) -> Progress {
     let mut progress = Progress::default();
 
+    if resetting(socket) {
+        return progress; // the RST leaves with the next egress; re-armed after
+    }
     if !socket.is_open() {
         // CLOSED after LAST-ACK or a reset, or TIME-WAIT: take the next client.
         // `listen` only fails for port 0 or an open socket, neither possible here.
