@@ -23,6 +23,11 @@ pub const ECHO_PORT: u16 = 7;
 /// The lessons' upper-case service.
 pub const UPPER_PORT: u16 = 11111;
 
+/// RFC 863 discard: the one-way sink (benchmarks: host to stack).
+pub const DISCARD_PORT: u16 = 9;
+/// RFC 864 character generator: the one-way source (benchmarks: stack to host).
+pub const CHARGEN_PORT: u16 = 19;
+
 /// The status page (HTTP, RFC 9110).
 pub const HTTP_PORT: u16 = 80;
 

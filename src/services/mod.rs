@@ -10,7 +10,9 @@
 //! Both adapters drain every readable byte on each call, so windows reopen and
 //! answers leave in the same poll (no stall waiting for a timer).
 
+pub mod chargen;
 pub mod datagram;
+pub mod discard;
 pub mod echo;
 pub mod http;
 pub mod stream;
