@@ -51,26 +51,70 @@ pub const HOST_IPV6: Ipv6Cidr =
 // Sizes. Each buffer is a named constant with the reason for its size.
 // ---------------------------------------------------------------------------
 
-/// Services the stack runs (echo, upper-case); each has a TCP pool and a UDP socket.
-pub const SERVICE_COUNT: usize = 2;
+// Two build-time settings, read by the compiler from the environment (the
+// way firmware is configured: no run-time allocation means no run-time
+// sizes). An unknown value stops the build with a message.
+//
+//   TAPSTACK_PROFILE=small   the small profile: 4 connections per service,
+//                            2 KiB buffers, a RAM budget under 64 KiB
+//   TAPSTACK_POOL=64         TCP connections per echo/upper-case pool
 
-/// TCP connections each service holds at once. The issue asks for 16; the
-/// other 8 are margin for sockets still finishing a close (LAST-ACK) while
-/// back-to-back clients arrive.
-pub const TCP_SOCKETS_PER_SERVICE: usize = 24;
-/// Receive buffer per TCP socket: the advertised window. 16 KiB holds about
-/// eleven full-size segments at MTU 1500, enough to keep a TAP busy.
-pub const TCP_RX_BUFFER: usize = 16 * 1024;
-/// Transmit buffer per TCP socket: holds what the service has answered but
-/// the peer has not yet acknowledged. Same size as the window it answers.
-pub const TCP_TX_BUFFER: usize = 16 * 1024;
+/// The small profile, for a microcontroller-sized RAM (`TAPSTACK_PROFILE=small`).
+// A panic in a const stops the build with its message: it never runs.
+#[allow(clippy::panic)]
+pub const SMALL_PROFILE: bool = match option_env!("TAPSTACK_PROFILE") {
+    None => false,
+    Some(profile) if str_eq(profile, "small") => true,
+    Some(profile) if str_eq(profile, "default") || profile.is_empty() => false,
+    Some(_) => panic!("TAPSTACK_PROFILE must be `default` or `small`"),
+};
+
+/// This build's profile, as the banner shows it.
+pub const PROFILE_NAME: &str = if SMALL_PROFILE { "small" } else { "default" };
+
+/// `small` in the small profile, `default` otherwise.
+const fn pick(small: usize, default: usize) -> usize {
+    if SMALL_PROFILE { small } else { default }
+}
+
+/// Services the stack runs (echo, upper-case, discard, chargen); each has a
+/// TCP pool and a UDP socket.
+pub const SERVICE_COUNT: usize = 4;
+
+/// TCP connections the echo and upper-case services each hold at once
+/// (`TAPSTACK_POOL` at build time; 1 to [`MAX_POOL`]). The default 24: the
+/// 16 concurrent clients the tests use, plus margin for sockets still finishing
+/// a close (LAST-ACK) while back-to-back clients arrive.
+pub const TCP_SOCKETS_PER_SERVICE: usize = env_count(option_env!("TAPSTACK_POOL"), pick(4, 24));
+/// The largest `TAPSTACK_POOL` accepted.
+pub const MAX_POOL: usize = 256;
+/// Receive buffer per echo/upper-case socket: the advertised window.
+/// 64 KiB (the largest window without scaling) keeps a TAP at MTU 1500 busy
+/// with 44 full-size segments in flight.
+pub const TCP_RX_BUFFER: usize = pick(2 * 1024, 64 * 1024);
+/// Transmit buffer per echo/upper-case socket: holds what the service has
+/// answered but the peer has not yet acknowledged. Same size as the window it answers.
+pub const TCP_TX_BUFFER: usize = TCP_RX_BUFFER;
+
+/// TCP connections the discard and chargen services each hold at once: they
+/// are for measuring one stream at a time, so a few suffice.
+pub const BULK_SOCKETS: usize = pick(1, 4);
+/// The big side of a one-way socket: discard's receive buffer (the window
+/// the host may fill) and chargen's transmit buffer. 256 KiB is four
+/// segments at MTU 65000, so the window scales (RFC 7323) and a jumbo link
+/// stays busy; 29 segments at MTU 9000.
+pub const BULK_BUFFER: usize = pick(2 * 1024, 256 * 1024);
+/// The idle side of a one-way socket: discard's transmit buffer (it sends
+/// nothing) and chargen's receive buffer (what a client sends is dropped).
+pub const BULK_IDLE_BUFFER: usize = pick(256, 1024);
 
 /// Datagrams one UDP socket can queue in each direction.
-pub const UDP_PACKET_SLOTS: usize = 32;
+pub const UDP_PACKET_SLOTS: usize = pick(4, 32);
 /// Payload bytes one UDP socket can queue when receiving. Large enough for a
 /// burst of full-size datagrams at MTU 1500 (32 x 1472 is about 46 KiB would
 /// be the worst case; 16 KiB absorbs the bursts the tests and tools send).
-pub const UDP_RX_BUFFER: usize = 16 * 1024;
+/// A datagram larger than this is dropped.
+pub const UDP_RX_BUFFER: usize = pick(1024, 16 * 1024);
 /// Payload bytes one UDP socket can queue when sending. Equal to the receive
 /// side, so any datagram that was received can always be answered.
 pub const UDP_TX_BUFFER: usize = UDP_RX_BUFFER;
@@ -81,26 +125,28 @@ pub const SCRATCH_BUFFER: usize = UDP_RX_BUFFER;
 
 /// The fault injector's frame buffers (one to copy a received frame it
 /// corrupts, one to build a sent frame it drops): a jumbo frame (9216 bytes of
-/// IP) plus its Ethernet header. Longer frames pass the injector untouched.
-pub const FAULT_FRAME_BUFFER: usize = 9216 + 14;
+/// IP) plus its Ethernet header; a full frame at MTU 1500 in the small
+/// profile. Longer frames pass the injector untouched.
+pub const FAULT_FRAME_BUFFER: usize = pick(1500, 9216) + 14;
 
 /// Addresses on the interface: IPv4, IPv6, IPv6 link-local. Must match
 /// smoltcp's `iface-max-addr-count-3` feature in Cargo.toml.
 pub const IFACE_ADDRESSES: usize = 3;
 
 /// Status page connections at once: a browser plus a script or two.
-pub const HTTP_SOCKETS: usize = 4;
+pub const HTTP_SOCKETS: usize = pick(1, 4);
 /// Receive buffer per status connection: a request head fits (see below).
-pub const HTTP_RX_BUFFER: usize = 2 * 1024;
+pub const HTTP_RX_BUFFER: usize = pick(1024, 2 * 1024);
 /// Transmit buffer per status connection: a whole response is queued at
-/// once, so it must hold the largest page (about 10 KiB with every socket busy).
-pub const HTTP_TX_BUFFER: usize = 16 * 1024;
+/// once, so it must hold the largest page (about 10 KiB with every socket
+/// busy; under 4 KiB in the small profile, which has few sockets).
+pub const HTTP_TX_BUFFER: usize = pick(4 * 1024, 16 * 1024);
 /// Largest request head (request line and headers) accepted; a larger one
 /// is answered 431. curl sends about 80 bytes, a browser 400 to 700.
 pub const HTTP_REQUEST_BUFFER: usize = 1024;
 
 /// TCP sockets in all pools.
-pub const TCP_SOCKET_COUNT: usize = SERVICE_COUNT * TCP_SOCKETS_PER_SERVICE;
+pub const TCP_SOCKET_COUNT: usize = 2 * TCP_SOCKETS_PER_SERVICE + 2 * BULK_SOCKETS;
 /// UDP sockets: one per service.
 pub const UDP_SOCKET_COUNT: usize = SERVICE_COUNT;
 /// Slots in the socket set.
@@ -147,6 +193,47 @@ pub const MAX_FRAMES_PER_ROUND: usize = 64;
 /// Upper bound on service/interface rounds in one [`crate::stack::Stack::poll`]:
 /// keeps the work of one poll bounded under a flood.
 pub const MAX_POLL_ROUNDS: usize = 8;
+
+/// `a == b`, in a const context.
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The pool size from `TAPSTACK_POOL` (`value`), or `default` when unset;
+/// stops the build unless it is a number from 1 to [`MAX_POOL`]. Only
+/// evaluated at compile time, so its panic is a build error, never a run-time one.
+#[allow(clippy::panic)]
+const fn env_count(value: Option<&str>, default: usize) -> usize {
+    let Some(value) = value else {
+        return default;
+    };
+    let digits = value.as_bytes();
+    let mut n = 0usize;
+    let mut i = 0;
+    let mut ok = !digits.is_empty() && digits.len() <= 4;
+    while ok && i < digits.len() {
+        ok = digits[i].is_ascii_digit();
+        if ok {
+            n = n * 10 + (digits[i] - b'0') as usize;
+        }
+        i += 1;
+    }
+    if !ok || n == 0 || n > MAX_POOL {
+        panic!("TAPSTACK_POOL must be a number from 1 to 256 (MAX_POOL)");
+    }
+    n
+}
 
 // ---------------------------------------------------------------------------
 // Parsers for values a user types.

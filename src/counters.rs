@@ -93,7 +93,7 @@ pub struct Counters {
 }
 
 /// Most ports the classifier knows per protocol: the services plus the status page.
-pub const MAX_SERVICE_PORTS: usize = 4;
+pub const MAX_SERVICE_PORTS: usize = crate::config::SERVICE_COUNT + 1;
 
 /// What the frame path needs to know to classify a received frame: a small
 /// copy, taken before each poll of the interface.

@@ -25,17 +25,20 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpEndpoint, IpListenEndpoint, Ip
 use core::cell::RefCell;
 
 use crate::config::{
-    self, FAULT_FRAME_BUFFER, HTTP_REQUEST_BUFFER, HTTP_RX_BUFFER, HTTP_SOCKETS, HTTP_TX_BUFFER,
-    MAX_FRAMES_PER_ROUND, MAX_POLL_ROUNDS, SCRATCH_BUFFER, SERVICE_COUNT, SOCKET_COUNT,
-    TCP_RX_BUFFER, TCP_SOCKET_COUNT, TCP_SOCKETS_PER_SERVICE, TCP_TX_BUFFER, UDP_PACKET_SLOTS,
-    UDP_RX_BUFFER, UDP_SOCKET_COUNT, UDP_TX_BUFFER,
+    self, BULK_BUFFER, BULK_IDLE_BUFFER, BULK_SOCKETS, FAULT_FRAME_BUFFER, HTTP_REQUEST_BUFFER,
+    HTTP_RX_BUFFER, HTTP_SOCKETS, HTTP_TX_BUFFER, MAX_FRAMES_PER_ROUND, MAX_POLL_ROUNDS,
+    SCRATCH_BUFFER, SERVICE_COUNT, SOCKET_COUNT, TCP_RX_BUFFER, TCP_SOCKET_COUNT,
+    TCP_SOCKETS_PER_SERVICE, TCP_TX_BUFFER, UDP_PACKET_SLOTS, UDP_RX_BUFFER, UDP_SOCKET_COUNT,
+    UDP_TX_BUFFER,
 };
 use crate::counters::{Counters, Policy};
 use crate::faults::{FaultSettings, Injector};
 use crate::link::{self, Observed, Observer, Shared};
 use crate::network::{self, Addresses};
-use crate::services::{self, Service};
-use crate::transport::{HttpBuffers, TcpBuffers, UdpBuffers, UdpSlots};
+use crate::services::{self, Kind, Service};
+use crate::transport::{
+    ChargenBuffers, DiscardBuffers, HttpBuffers, StreamBuffers, UdpBuffers, UdpSlots,
+};
 
 /// What the stack is told at start: link and network settings, service ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +51,10 @@ pub struct Settings {
     pub echo_port: u16,
     /// Port of the upper-case service.
     pub upper_port: u16,
+    /// Port of the discard service.
+    pub discard_port: u16,
+    /// Port of the chargen service.
+    pub chargen_port: u16,
     /// Port of the status page (HTTP).
     pub status_port: u16,
     /// Seed for TCP initial sequence numbers; use a different one each start.
@@ -69,6 +76,8 @@ impl Default for Settings {
             },
             echo_port: config::ECHO_PORT,
             upper_port: config::UPPER_PORT,
+            discard_port: config::DISCARD_PORT,
+            chargen_port: config::CHARGEN_PORT,
             status_port: config::HTTP_PORT,
             random_seed: 0,
             faults: FaultSettings::default(),
@@ -155,7 +164,10 @@ impl Default for Sockets<'_> {
 /// All zero at start, so a `static` of it lands in `.bss` and costs no
 /// flash or file size: the bulk of [`RAM_BUDGET`].
 pub struct Buffers {
-    tcp: [TcpBuffers; TCP_SOCKET_COUNT],
+    echo: [StreamBuffers; TCP_SOCKETS_PER_SERVICE],
+    upper: [StreamBuffers; TCP_SOCKETS_PER_SERVICE],
+    discard: [DiscardBuffers; BULK_SOCKETS],
+    chargen: [ChargenBuffers; BULK_SOCKETS],
     udp: [UdpBuffers; UDP_SOCKET_COUNT],
     http: [HttpBuffers; HTTP_SOCKETS],
     scratch: [u8; SCRATCH_BUFFER],
@@ -167,7 +179,10 @@ impl Buffers {
     /// Zeroed buffers.
     pub const fn new() -> Self {
         Self {
-            tcp: [const { TcpBuffers::new() }; TCP_SOCKET_COUNT],
+            echo: [const { StreamBuffers::new() }; TCP_SOCKETS_PER_SERVICE],
+            upper: [const { StreamBuffers::new() }; TCP_SOCKETS_PER_SERVICE],
+            discard: [const { DiscardBuffers::new() }; BULK_SOCKETS],
+            chargen: [const { ChargenBuffers::new() }; BULK_SOCKETS],
             udp: [const { UdpBuffers::new() }; UDP_SOCKET_COUNT],
             http: [const { HttpBuffers::new() }; HTTP_SOCKETS],
             scratch: [0; SCRATCH_BUFFER],
@@ -183,11 +198,20 @@ impl Default for Buffers {
     }
 }
 
+/// The largest TCP pool of any service.
+const MAX_SERVICE_POOL: usize = if TCP_SOCKETS_PER_SERVICE > BULK_SOCKETS {
+    TCP_SOCKETS_PER_SERVICE
+} else {
+    BULK_SOCKETS
+};
+
 /// A service and the sockets it was given.
 struct Bound {
     service: Service,
-    tcp: heapless::Vec<Conn, TCP_SOCKETS_PER_SERVICE>,
+    tcp: heapless::Vec<Conn, MAX_SERVICE_POOL>,
     udp: SocketHandle,
+    /// Chargen: UDP datagrams answered, which picks the next line.
+    udp_lines: usize,
 }
 
 /// A pooled TCP socket, and what the stack remembers of it between serves.
@@ -201,6 +225,8 @@ struct Conn {
     unsent: usize,
     /// When the peer last took data (or the service last queued some).
     progress_at: Instant,
+    /// Chargen: where in the pattern the stream goes on.
+    offset: usize,
 }
 
 impl Conn {
@@ -211,6 +237,7 @@ impl Conn {
             since: now,
             unsent: 0,
             progress_at: now,
+            offset: 0,
         }
     }
 
@@ -326,6 +353,8 @@ impl<'a> Stack<'a> {
         let ports = [
             settings.echo_port,
             settings.upper_port,
+            settings.discard_port,
+            settings.chargen_port,
             settings.status_port,
         ];
         let distinct = ports
@@ -349,7 +378,10 @@ impl<'a> Stack<'a> {
             udp: udp_slots,
         } = sockets;
         let Buffers {
-            tcp,
+            echo,
+            upper,
+            discard,
+            chargen,
             udp,
             http: http_buffers,
             scratch,
@@ -357,21 +389,34 @@ impl<'a> Stack<'a> {
             fault_tx,
         } = buffers;
         let mut set = SocketSet::new(&mut slots[..]);
-        let mut tcp = tcp.iter_mut();
         let mut udp = udp.iter_mut().zip(udp_slots.iter_mut());
         let mut services = heapless::Vec::new();
-        for service in [
-            Service::echo(settings.echo_port),
-            Service::upper(settings.upper_port),
-        ] {
+        let pools: [(Service, &mut dyn Iterator<Item = tcp::Socket<'a>>); SERVICE_COUNT] = [
+            (
+                Service::echo(settings.echo_port),
+                &mut echo.iter_mut().map(|b| b.socket()),
+            ),
+            (
+                Service::upper(settings.upper_port),
+                &mut upper.iter_mut().map(|b| b.socket()),
+            ),
+            (
+                Service::discard(settings.discard_port),
+                &mut discard.iter_mut().map(|b| b.socket()),
+            ),
+            (
+                Service::chargen(settings.chargen_port),
+                &mut chargen.iter_mut().map(|b| b.socket()),
+            ),
+        ];
+        for (service, sockets) in pools {
             let mut handles = heapless::Vec::new();
-            for buffers in tcp.by_ref().take(TCP_SOCKETS_PER_SERVICE) {
-                let mut socket = buffers.socket();
+            for mut socket in sockets {
                 // Port is non-zero (checked above) and the socket is new: cannot fail.
                 socket
                     .listen(service.port)
                     .map_err(|_| ConfigError::BadPorts)?;
-                // Both bounds are the same constant: a push cannot overflow.
+                // No pool is larger than MAX_SERVICE_POOL: a push cannot overflow.
                 let _ = handles.push(Conn::new(set.add(socket), now));
             }
             let (payload, slots) = udp.next().ok_or(ConfigError::BadPorts)?;
@@ -385,6 +430,7 @@ impl<'a> Stack<'a> {
                 service,
                 tcp: handles,
                 udp,
+                udp_lines: 0,
             });
         }
         let mut http = heapless::Vec::new();
@@ -501,24 +547,36 @@ impl<'a> Stack<'a> {
     fn serve(&mut self) -> bool {
         let mut busy = false;
         for bound in &mut self.services {
-            let transform = bound.service.transform;
+            let Service {
+                port,
+                kind,
+                transform,
+                ..
+            } = bound.service;
             for conn in &mut bound.tcp {
                 let socket = self.sockets.get_mut::<tcp::Socket>(conn.handle);
                 conn.check(socket, self.now, &mut self.counters, false);
-                let progress = services::stream::serve(
-                    socket,
-                    bound.service.port,
-                    &mut self.scratch[..],
-                    transform,
-                );
+                let progress = match kind {
+                    Kind::Transform => {
+                        services::stream::serve(socket, port, &mut self.scratch[..], transform)
+                    }
+                    Kind::Discard => services::stream::discard(socket, port),
+                    Kind::Chargen => services::stream::chargen(socket, port, &mut conn.offset),
+                };
                 busy |= progress.any();
                 conn.settle(socket, progress.bytes > 0, self.now);
             }
             let iface = &self.iface;
             let socket = self.sockets.get_mut::<udp::Socket>(bound.udp);
             let is_peer = |addr: &_| network::is_unicast_peer(iface, addr);
-            busy |=
-                services::datagram::serve(socket, &mut self.scratch[..], transform, is_peer).any();
+            let progress = match kind {
+                Kind::Transform => {
+                    services::datagram::serve(socket, &mut self.scratch[..], transform, is_peer)
+                }
+                Kind::Discard => services::datagram::discard(socket),
+                Kind::Chargen => services::datagram::chargen(socket, &mut bound.udp_lines, is_peer),
+            };
+            busy |= progress.any();
         }
         for i in 0..self.http.len() {
             busy |= self.serve_http(i);
@@ -840,14 +898,13 @@ impl View<'_, '_> {
                         handles: &mut dyn Iterator<Item = SocketHandle>,
                         f: &mut dyn FnMut(&SocketInfo)| {
             let mut listening = 0;
-            let mut active: heapless::Vec<SocketHandle, TCP_SOCKETS_PER_SERVICE> =
-                heapless::Vec::new();
+            let mut active: heapless::Vec<SocketHandle, MAX_SERVICE_POOL> = heapless::Vec::new();
             for h in handles {
                 let s = self.sockets.get::<tcp::Socket>(h);
                 match s.state() {
                     tcp::State::Listen => listening += 1,
                     tcp::State::Closed => {}
-                    // At most TCP_SOCKETS_PER_SERVICE >= HTTP_SOCKETS handles per call.
+                    // At most MAX_SERVICE_POOL >= HTTP_SOCKETS handles per call.
                     _ => drop(active.push(h)),
                 }
             }
@@ -915,7 +972,7 @@ impl View<'_, '_> {
     }
 }
 
-const _: () = assert!(HTTP_SOCKETS <= TCP_SOCKETS_PER_SERVICE);
+const _: () = assert!(HTTP_SOCKETS <= MAX_SERVICE_POOL);
 
 /// Whether a request head starts with `HEAD ` (an error answer then has no body).
 fn slot_is_head(request: &[u8]) -> bool {
@@ -1051,7 +1108,8 @@ impl RamBudget {
     /// The budget of this build.
     pub const fn of_this_build() -> Self {
         Self {
-            tcp_buffers: TCP_SOCKET_COUNT * size_of::<TcpBuffers>(),
+            tcp_buffers: 2 * TCP_SOCKETS_PER_SERVICE * size_of::<StreamBuffers>()
+                + BULK_SOCKETS * (size_of::<DiscardBuffers>() + size_of::<ChargenBuffers>()),
             udp_buffers: UDP_SOCKET_COUNT * (size_of::<UdpBuffers>() + size_of::<UdpSlots>()),
             socket_storage: SOCKET_COUNT * size_of::<SocketStorage<'static>>(),
             http_buffers: HTTP_SOCKETS * size_of::<HttpBuffers>(),
@@ -1111,17 +1169,18 @@ impl fmt::Display for Bytes {
 impl fmt::Display for RamBudget {
     /// A table, one line per item, with how each figure is made.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tcp_detail_sockets = TCP_SOCKET_COUNT;
         writeln!(
             f,
-            "  {:<16} {:>10}  {} sockets ({} services x {}) x ({} rx + {} tx)",
+            "  {:<16} {:>10}  {} sockets: echo, upper-case {} each x ({} rx + {} tx); discard, chargen {} each x ({} + {})",
             "TCP buffers",
             Bytes(self.tcp_buffers),
-            tcp_detail_sockets,
-            SERVICE_COUNT,
+            TCP_SOCKET_COUNT,
             TCP_SOCKETS_PER_SERVICE,
             Bytes(TCP_RX_BUFFER),
-            Bytes(TCP_TX_BUFFER)
+            Bytes(TCP_TX_BUFFER),
+            BULK_SOCKETS,
+            Bytes(BULK_BUFFER),
+            Bytes(BULK_IDLE_BUFFER)
         )?;
         writeln!(
             f,
@@ -1199,7 +1258,8 @@ mod tests {
         let b = RAM_BUDGET;
         assert_eq!(
             b.tcp_buffers,
-            TCP_SOCKET_COUNT * (TCP_RX_BUFFER + TCP_TX_BUFFER)
+            2 * TCP_SOCKETS_PER_SERVICE * (TCP_RX_BUFFER + TCP_TX_BUFFER)
+                + 2 * BULK_SOCKETS * (BULK_BUFFER + BULK_IDLE_BUFFER)
         );
         assert_eq!(
             b.total(),

@@ -11,22 +11,24 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Duration;
 
 use crate::config::{
-    HTTP_RX_BUFFER, HTTP_TX_BUFFER, TCP_KEEP_ALIVE_SECS, TCP_RX_BUFFER, TCP_TIMEOUT_SECS,
-    TCP_TX_BUFFER, UDP_PACKET_SLOTS, UDP_RX_BUFFER, UDP_TX_BUFFER,
+    BULK_BUFFER, BULK_IDLE_BUFFER, HTTP_RX_BUFFER, HTTP_TX_BUFFER, TCP_KEEP_ALIVE_SECS,
+    TCP_RX_BUFFER, TCP_TIMEOUT_SECS, TCP_TX_BUFFER, UDP_PACKET_SLOTS, UDP_RX_BUFFER, UDP_TX_BUFFER,
 };
 
-/// The memory of one TCP socket.
-pub struct TcpBuffers {
-    rx: [u8; TCP_RX_BUFFER],
-    tx: [u8; TCP_TX_BUFFER],
+/// The memory of one TCP socket: `RX` bytes of receive buffer (the largest
+/// window it advertises; above 64 KiB the window is scaled, RFC 7323) and
+/// `TX` bytes of transmit buffer.
+pub struct TcpBuffers<const RX: usize, const TX: usize> {
+    rx: [u8; RX],
+    tx: [u8; TX],
 }
 
-impl TcpBuffers {
+impl<const RX: usize, const TX: usize> TcpBuffers<RX, TX> {
     /// Zeroed buffers, usable in a `static`.
     pub const fn new() -> Self {
         Self {
-            rx: [0; TCP_RX_BUFFER],
-            tx: [0; TCP_TX_BUFFER],
+            rx: [0; RX],
+            tx: [0; TX],
         }
     }
 
@@ -39,42 +41,21 @@ impl TcpBuffers {
     }
 }
 
-impl Default for TcpBuffers {
+impl<const RX: usize, const TX: usize> Default for TcpBuffers<RX, TX> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-/// The memory of one status page (HTTP) connection: a small receive window
-/// (requests are short), a transmit buffer that holds a whole page.
-pub struct HttpBuffers {
-    rx: [u8; HTTP_RX_BUFFER],
-    tx: [u8; HTTP_TX_BUFFER],
-}
-
-impl HttpBuffers {
-    /// Zeroed buffers, usable in a `static`.
-    pub const fn new() -> Self {
-        Self {
-            rx: [0; HTTP_RX_BUFFER],
-            tx: [0; HTTP_TX_BUFFER],
-        }
-    }
-
-    /// A TCP socket over these buffers, tuned like the services' sockets.
-    pub fn socket(&mut self) -> tcp::Socket<'_> {
-        tuned(tcp::Socket::new(
-            tcp::SocketBuffer::new(&mut self.rx[..]),
-            tcp::SocketBuffer::new(&mut self.tx[..]),
-        ))
-    }
-}
-
-impl Default for HttpBuffers {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// An echo or upper-case connection: the same window each way.
+pub type StreamBuffers = TcpBuffers<TCP_RX_BUFFER, TCP_TX_BUFFER>;
+/// A discard connection: a big window in, nearly nothing out.
+pub type DiscardBuffers = TcpBuffers<BULK_BUFFER, BULK_IDLE_BUFFER>;
+/// A chargen connection: nearly nothing in, a big transmit buffer out.
+pub type ChargenBuffers = TcpBuffers<BULK_IDLE_BUFFER, BULK_BUFFER>;
+/// A status page (HTTP) connection: a small receive window (requests are
+/// short), a transmit buffer that holds a whole page.
+pub type HttpBuffers = TcpBuffers<HTTP_RX_BUFFER, HTTP_TX_BUFFER>;
 
 /// Nagle off, keep-alive and user timeout on.
 fn tuned(mut socket: tcp::Socket<'_>) -> tcp::Socket<'_> {

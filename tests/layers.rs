@@ -35,7 +35,9 @@ use netns::{
     EXIT_TIMEOUT, Netns, READY, READY_TIMEOUT, StackProcess, Tool, binary, require_tool,
     run_bounded,
 };
-use tapstack::config::{ECHO_PORT, HTTP_PORT, HTTP_SOCKETS, TCP_SOCKETS_PER_SERVICE, UPPER_PORT};
+use tapstack::config::{
+    BULK_SOCKETS, ECHO_PORT, HTTP_PORT, HTTP_SOCKETS, TCP_SOCKETS_PER_SERVICE, UPPER_PORT,
+};
 
 /// The stack's and the host side's addresses in the default contract
 /// (`tapstack::config`).
@@ -46,7 +48,7 @@ const HOST_V6: &str = "fdaa::100";
 /// The stack's MAC as tshark prints it: frames from it are "out".
 const STACK_MAC: &str = "02:00:00:00:00:01";
 /// A port nothing listens on (the discard service, which the stack does not run).
-const CLOSED_PORT: u16 = 9;
+const CLOSED_PORT: u16 = 13;
 
 /// Safety bound for a tool run that should take milliseconds.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -1244,8 +1246,8 @@ fn pcap_to_stdout_streams() {
 
 /// After known traffic, `/stats.json` holds the exact numbers: 5 pings over
 /// IPv4 and 3 over IPv6; 7 UDP datagrams to echo, each answered; one
-/// datagram to closed port 9 (answered by ICMP port unreachable); 2 TCP echo
-/// connections opened and closed; one TCP connect to port 9 (refused with
+/// datagram to closed port 13 (answered by ICMP port unreachable); 2 TCP echo
+/// connections opened and closed; one TCP connect to port 13 (refused with
 /// RST). The exit `Counters:` table agrees, plus what came after the JSON:
 /// curl's own connection, closed, and one more datagram.
 #[test]
@@ -1272,7 +1274,7 @@ fn counters_equal_the_traffic() {
         // A connected UDP socket learns of the ICMP port unreachable as
         // ECONNREFUSED: the event that says the stack has answered.
         let closed = udp_socket(v4(CLOSED_PORT), IO_TIMEOUT);
-        closed.send(b"nobody here\n").expect("send to port 9");
+        closed.send(b"nobody here\n").expect("send to port 13");
         let mut buf = [0u8; 64];
         match closed.recv(&mut buf) {
             Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {}
@@ -1295,22 +1297,22 @@ fn counters_equal_the_traffic() {
     assert_eq!(c(&["icmp", "echo_requests", "out"]), 0, "{doc}");
     assert_eq!(c(&["icmp", "echo_replies", "in"]), 0, "{doc}");
     assert_eq!(c(&["icmp", "echo_replies", "out"]), 8, "{doc}");
-    // Other ICMP out: the port unreachable for port 9 and at least one
+    // Other ICMP out: the port unreachable for port 13 and at least one
     // neighbour advertisement (the host resolves fdaa::1 before its first
     // ping; it may ask again later, so only a lower bound).
     assert!(c(&["icmp", "other", "out"]) >= 2, "{doc}");
-    // UDP: 7 to echo + 1 to port 9 in; 7 echoes out (port 9 gets ICMP).
+    // UDP: 7 to echo + 1 to port 13 in; 7 echoes out (port 13 gets ICMP).
     assert_eq!(c(&["udp", "in"]), 8, "{doc}");
     assert_eq!(c(&["udp", "out"]), 7, "{doc}");
     // TCP: the 2 echo connections and this curl's own one reached
     // ESTABLISHED (the page is rendered while curl waits for it); the 2 echo
     // ones are closed (our FIN, its FIN, our last ACK, which left before
-    // curl's SYN); the connect to port 9 was refused.
+    // curl's SYN); the connect to port 13 was refused.
     assert_eq!(c(&["tcp", "opened"]), 3, "{doc}");
     assert_eq!(c(&["tcp", "closed"]), 2, "{doc}");
     assert_eq!(c(&["tcp", "reset"]), 0, "{doc}");
     assert_eq!(c(&["tcp", "refused"]), 1, "{doc}");
-    // Dropped for want of a socket: the SYN and the datagram to port 9.
+    // Dropped for want of a socket: the SYN and the datagram to port 13.
     assert_eq!(c(&["dropped", "no_socket"]), 2, "{doc}");
     for name in ["pool_full", "injected", "bad_checksum", "malformed"] {
         assert_eq!(c(&["dropped", name]), 0, "dropped.{name}: {doc}");
@@ -1453,10 +1455,16 @@ fn socket_table_shows_real_ports() {
             "{:?}",
             curl_row[0]
         );
+        for local in ["*:9", "*:19"] {
+            let tcp = rows_at(&rows, "tcp", local);
+            assert_eq!(tcp.len(), 1, "one LISTEN row for {local}: {rows:#?}");
+            assert_eq!(tcp[0].state, listen(BULK_SOCKETS));
+            assert_eq!(rows_at(&rows, "udp", local).len(), 1, "{rows:#?}");
+        }
         assert_eq!(
             rows.len(),
-            8,
-            "2 services x (listeners, UDP), 2 connections, the status page's listeners and curl: {rows:#?}"
+            12,
+            "4 services x (listeners, UDP), 2 connections, the status page's listeners and curl: {rows:#?}"
         );
 
         // Close both: our FIN, the stack's FIN, our last ACK, all before

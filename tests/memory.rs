@@ -21,7 +21,10 @@ use smoltcp::wire::{
     IpEndpoint, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket,
 };
 use static_cell::ConstStaticCell;
-use tapstack::config::{self, ECHO_PORT, TCP_SOCKETS_PER_SERVICE, UPPER_PORT};
+use tapstack::config::{
+    self, CHARGEN_PORT, DISCARD_PORT, ECHO_PORT, TCP_SOCKETS_PER_SERVICE, UPPER_PORT,
+};
+use tapstack::services::chargen::{self, PATTERN, PERIOD};
 use tapstack::{Buffers, Settings, Sockets, Stack};
 
 /// Ethernet frame MTU of the virtual wire (IP MTU 1500, like a TAP).
@@ -387,6 +390,101 @@ fn udp_services_v4_and_v6() {
             assert_eq!(from, IpEndpoint::new(addr, port));
         }
     }
+}
+
+/// Discard over TCP, IPv4 and IPv6: 1 MiB goes in, nothing comes back, and
+/// the stack closes once the client has. Chargen: the pattern, byte-exact
+/// from the first byte, for as long as the client reads; the stack closes
+/// when the client does.
+#[test]
+fn discard_and_chargen_over_tcp() {
+    let mut net = Net::new(stack_memory!());
+    let data = Rng(13).bytes(1024 * 1024);
+    for (i, addr) in [v4(), v6()].into_iter().enumerate() {
+        let port = 42000 + i as u16 * 2;
+        let before = net.stack.counters().tcp_closed;
+        let h = net.established((addr, DISCARD_PORT), port);
+        assert_eq!(net.exchange(h, &data), b"", "discard over {addr}");
+        net.run_until("discard's socket closed", |n| {
+            n.stack.counters().tcp_closed > before
+        });
+
+        let h = net.established((addr, CHARGEN_PORT), port + 1);
+        let want = 300_000;
+        let mut got = Vec::with_capacity(want + HOST_TCP_BUFFER);
+        net.run_until("300 kB of chargen", |n| {
+            let s = n.tcp(h);
+            while s.can_recv() {
+                s.recv(|b| {
+                    got.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
+            }
+            got.len() >= want
+        });
+        for (j, b) in got.iter().enumerate() {
+            assert_eq!(*b, PATTERN[j % PERIOD], "chargen over {addr}: byte {j}");
+        }
+        // The client closes; the stack sends what it had queued, then its FIN.
+        net.tcp(h).close();
+        net.run_until("chargen's FIN", |n| {
+            let s = n.tcp(h);
+            while s.can_recv() {
+                s.recv(|b| (b.len(), ())).unwrap();
+            }
+            !s.may_recv()
+        });
+        net.run_until("chargen's socket free again", |n| {
+            n.stack.tcp_in_use(CHARGEN_PORT) == 0
+        });
+    }
+}
+
+/// Discard over UDP answers nothing; chargen answers each datagram with the
+/// next line of the pattern, from port 19 to the sender.
+#[test]
+fn discard_and_chargen_over_udp() {
+    let mut net = Net::new(stack_memory!());
+    for (i, addr) in [v4(), v6()].into_iter().enumerate() {
+        for k in 0..3 {
+            let (answer, from) = net.datagram((addr, CHARGEN_PORT), 50100 + k, b"x");
+            assert_eq!(
+                answer,
+                chargen::line(i * 3 + k as usize),
+                "{addr}, datagram {k}"
+            );
+            assert_eq!(from, IpEndpoint::new(addr, CHARGEN_PORT));
+        }
+    }
+    let rx = udp::PacketBuffer::new(
+        leak(vec![udp::PacketMetadata::EMPTY; 4]),
+        leak(vec![0u8; 4096]),
+    );
+    let tx = udp::PacketBuffer::new(
+        leak(vec![udp::PacketMetadata::EMPTY; 4]),
+        leak(vec![0u8; 4096]),
+    );
+    let h = net.host_sockets.add(udp::Socket::new(rx, tx));
+    net.udp(h).bind(50200).unwrap();
+    let (udp_in, udp_out) = (net.stack.counters().udp.r#in, net.stack.counters().udp.out);
+    for addr in [v4(), v6()] {
+        net.udp(h)
+            .send_slice(b"into the void", (addr, DISCARD_PORT))
+            .unwrap();
+    }
+    net.run_until("both datagrams received by the stack", |n| {
+        n.stack.counters().udp.r#in == udp_in + 2
+    });
+    for _ in 0..100 {
+        net.step();
+    }
+    assert!(!net.udp(h).can_recv(), "discard answered");
+    assert_eq!(
+        net.stack.counters().udp.out,
+        udp_out,
+        "the stack sent a datagram"
+    );
 }
 
 /// 1 MB of pseudo-random bytes through each TCP service, byte-exact, while

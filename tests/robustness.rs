@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 use netns::{Netns, StackProcess, require_tool, run_bounded};
 use raw::*;
 use smoltcp::wire::{ArpOperation, EthernetAddress};
-use tapstack::config::{ECHO_PORT, HTTP_PORT, TCP_SOCKETS_PER_SERVICE, UPPER_PORT};
+use tapstack::config::{
+    CHARGEN_PORT, DISCARD_PORT, ECHO_PORT, HTTP_PORT, TCP_SOCKETS_PER_SERVICE, UPPER_PORT,
+};
 
 /// Safety bound on a socket read or write. Generous: during a flood the
 /// host kernel itself drops frames on their way into the TAP, and TCP backs
@@ -984,8 +986,8 @@ fn tcp_every_flag_combination() {
         } else {
             (HOST_V4.into(), STACK_V4.into())
         };
-        // Listening (7) and closed (9) ports: one new source port per combination.
-        for (base, port) in [(20000u16, ECHO_PORT), (21000, 9)] {
+        // Listening (7) and closed (13) ports: one new source port per combination.
+        for (base, port) in [(20000u16, ECHO_PORT), (21000, 13)] {
             link.drain();
             for f in 0..=255u8 {
                 let seg = Segment {
@@ -1288,7 +1290,7 @@ fn only_configured_addresses_and_ports_answer() {
         } else {
             (HOST_V4.into(), STACK_V4.into())
         };
-        for (i, port) in [1u16, 9, 22, 81, 443, 8080, 11112, 65535]
+        for (i, port) in [1u16, 13, 22, 81, 443, 8080, 11112, 65535]
             .into_iter()
             .enumerate()
         {
@@ -1372,7 +1374,7 @@ fn only_configured_addresses_and_ports_answer() {
         link.inject(&ping_frame(mac, src, dst, 1, b"hello?"));
         link.inject(&tcp_frame(mac, src, dst, &syn(45000, ECHO_PORT, 1)));
         link.inject(&udp_frame(mac, src, dst, 45001, ECHO_PORT, b"hello?"));
-        link.inject(&udp_frame(mac, src, dst, 45002, 9, b"closed?"));
+        link.inject(&udp_frame(mac, src, dst, 45002, 13, b"closed?"));
     }
     link.inject(&ethernet(
         EthernetAddress::BROADCAST,
@@ -1479,7 +1481,9 @@ fn no_answer_to_spoofed_group_sources() {
         for frame in [
             udp_frame(mac, *src, *dst, port, ECHO_PORT, b"amplify me"),
             udp_frame(mac, *src, *dst, port, UPPER_PORT, b"amplify me"),
-            udp_frame(mac, *src, *dst, port, 9, b"closed port"),
+            udp_frame(mac, *src, *dst, port, DISCARD_PORT, b"amplify me"),
+            udp_frame(mac, *src, *dst, port, CHARGEN_PORT, b"amplify me"),
+            udp_frame(mac, *src, *dst, port, 13, b"closed port"),
             ping_frame(mac, *src, *dst, i as u16, b"amplify me"),
             tcp_frame(mac, *src, *dst, &syn(port, ECHO_PORT, 1)),
         ] {
@@ -1524,8 +1528,8 @@ fn no_answer_to_spoofed_group_sources() {
     // counted as bad; the group ones are.
     assert_eq!(
         counters.get("dropped", BAD_SOURCE),
-        30,
-        "6 group sources x 5 requests"
+        42,
+        "6 group sources x 7 requests"
     );
 }
 
@@ -1624,14 +1628,15 @@ fn request_and_line_buffers_are_bounded() {
     assert_memory_fixed(before, after, "bounded buffers");
 }
 
-/// `unsafe` is confined to the TAP and signal glue (`src/host/tap.rs`,
-/// `src/host/signals.rs`), the library forbids it, and every `unsafe`
+/// `unsafe` is confined to the TAP, signal and allocator glue
+/// (`src/host/tap.rs`, `src/host/signals.rs`, `src/host/heap.rs`: a
+/// `GlobalAlloc` impl is unsafe by definition), the library forbids it, and every `unsafe`
 /// block, function or impl is justified by a `// SAFETY:` comment just
 /// above it.
 #[test]
 fn unsafe_is_confined_to_the_tap_glue() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let allowed = ["host/tap.rs", "host/signals.rs"];
+    let allowed = ["host/tap.rs", "host/signals.rs", "host/heap.rs"];
     let mut files = Vec::new();
     let mut dirs = vec![root.clone()];
     while let Some(dir) = dirs.pop() {
@@ -1779,7 +1784,7 @@ const SYN_RECEIVED_BOUND: Duration =
 /// A SYN flood from spoofed off-link sources (random addresses in 10/8 and
 /// 2001:db8::/32, whose SYN-ACKs go to the gateway and die there) on every
 /// TCP port, 1 to 65535, over IPv4 and IPv6, and then again and again on
-/// the three listening ports. During it the established sessions stay
+/// the five listening ports. During it the established sessions stay
 /// byte-exact and UDP is answered; the closed ports' SYNs are each counted
 /// as no socket and the pools' surplus as pool full; memory does not grow.
 /// After it, a new client is served within the SYN-RECEIVED bound.
@@ -1811,7 +1816,7 @@ fn syn_flood_on_every_port() {
     }
     let every_port = frames.len();
     for i in 0..30_000u32 {
-        let port = [ECHO_PORT, UPPER_PORT, HTTP_PORT][i as usize % 3];
+        let port = [ECHO_PORT, UPPER_PORT, DISCARD_PORT, CHARGEN_PORT, HTTP_PORT][i as usize % 5];
         let src: IpAddr = if i % 2 == 0 {
             spoof.off_link_v4().into()
         } else {
@@ -1871,10 +1876,13 @@ fn syn_flood_on_every_port() {
     );
     // Every SYN is accounted for: dropped by the kernel on its way into the
     // TAP, refused by the stack (no socket, pool full), or holding a pool
-    // slot (the three pools, each filled at most twice while the flood and
+    // slot (the five pools, each filled at most twice while the flood and
     // the SYN-RECEIVED timeout overlap).
     let refused = counters.get("dropped", NO_SOCKET) + counters.get("dropped", "pool full");
-    let slots = 2 * (2 * TCP_SOCKETS_PER_SERVICE + tapstack::config::HTTP_SOCKETS) as u64;
+    let slots = 2
+        * (2 * TCP_SOCKETS_PER_SERVICE
+            + 2 * tapstack::config::BULK_SOCKETS
+            + tapstack::config::HTTP_SOCKETS) as u64;
     assert!(
         refused <= sent.taken && sent.taken <= refused + kernel_dropped + slots,
         "{} SYNs sent, {kernel_dropped} dropped by the kernel, {refused} refused by the stack: {} unaccounted",

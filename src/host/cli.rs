@@ -82,6 +82,14 @@ pub struct Args {
     #[arg(long, value_name = "PORT", default_value_t = config::UPPER_PORT, value_parser = config::parse_port)]
     pub upper_port: u16,
 
+    /// Port of the discard service (RFC 863, TCP and UDP): the one-way sink.
+    #[arg(long, value_name = "PORT", default_value_t = config::DISCARD_PORT, value_parser = config::parse_port)]
+    pub discard_port: u16,
+
+    /// Port of the chargen service (RFC 864, TCP and UDP): the one-way source.
+    #[arg(long, value_name = "PORT", default_value_t = config::CHARGEN_PORT, value_parser = config::parse_port)]
+    pub chargen_port: u16,
+
     /// Port of the status page (HTTP: counters and sockets, as HTML and JSON).
     #[arg(long, value_name = "PORT", default_value_t = config::HTTP_PORT, value_parser = config::parse_port)]
     pub status_port: u16,
@@ -179,6 +187,8 @@ impl Args {
         let ports = [
             ("--echo-port", self.echo_port),
             ("--upper-port", self.upper_port),
+            ("--discard-port", self.discard_port),
+            ("--chargen-port", self.chargen_port),
             ("--status-port", self.status_port),
         ];
         for (i, (flag, port)) in ports.iter().enumerate() {
@@ -259,6 +269,8 @@ impl Args {
                 addresses,
                 echo_port: self.echo_port,
                 upper_port: self.upper_port,
+                discard_port: self.discard_port,
+                chargen_port: self.chargen_port,
                 status_port: self.status_port,
                 random_seed: random_seed(),
                 faults: FaultSettings {

@@ -75,3 +75,51 @@ pub fn serve(
     }
     progress
 }
+
+/// Serves the discard socket (RFC 863): every datagram is dropped, unanswered.
+pub fn discard(socket: &mut Socket<'_>) -> Progress {
+    let mut progress = Progress::default();
+    while socket.recv().is_ok() {
+        progress.dropped += 1;
+    }
+    progress
+}
+
+/// Serves the chargen socket (RFC 864): each datagram from a peer is
+/// answered with the next line of the pattern, `lines` counting them.
+pub fn chargen(
+    socket: &mut Socket<'_>,
+    lines: &mut usize,
+    is_peer: impl Fn(&IpAddress) -> bool,
+) -> Progress {
+    let mut progress = Progress::default();
+    loop {
+        let request = match socket.peek() {
+            Ok((_, meta)) if is_peer(&meta.endpoint.addr) => *meta,
+            Ok(_) => {
+                let _ = socket.recv();
+                progress.dropped += 1;
+                continue;
+            }
+            Err(_) => break,
+        };
+        let reply = UdpMetadata {
+            endpoint: request.endpoint,
+            local_address: request.local_address,
+            meta: Default::default(),
+        };
+        match socket.send_slice(super::chargen::line(*lines), reply) {
+            Ok(()) => {
+                let _ = socket.recv();
+                *lines = lines.wrapping_add(1);
+                progress.answered += 1;
+            }
+            Err(SendError::BufferFull) => break, // answered after the next egress
+            Err(SendError::Unaddressable) => {
+                let _ = socket.recv();
+                progress.dropped += 1;
+            }
+        }
+    }
+    progress
+}

@@ -42,6 +42,86 @@ pub fn resetting(socket: &Socket<'_>) -> bool {
     socket.state() == State::Closed && socket.remote_endpoint().is_some()
 }
 
+/// True if the socket has a connection to serve. Otherwise re-arms a socket
+/// that has finished: CLOSED after LAST-ACK or a reset, or TIME-WAIT, takes
+/// the next client (an aborted one once its RST has left).
+fn ready(socket: &mut Socket<'_>, port: u16, progress: &mut Progress) -> bool {
+    if resetting(socket) {
+        return false; // the RST leaves with the next egress; re-armed after
+    }
+    if !socket.is_open() {
+        // `listen` only fails for port 0 or an open socket, neither possible here.
+        progress.state_changed = socket.listen(port).is_ok();
+        return false;
+    }
+    true
+}
+
+/// Closes our side once the peer has closed its side and nothing it sent is
+/// left to read: the FIN leaves with the last data.
+fn close_after_peer(socket: &mut Socket<'_>, progress: &mut Progress) {
+    if socket.state() == State::CloseWait && socket.recv_queue() == 0 {
+        socket.close();
+        progress.state_changed = true;
+    }
+}
+
+/// Throws away everything that arrived (discard, and what a chargen client
+/// sends), reading in place: no copy. Returns the bytes dropped.
+fn drain(socket: &mut Socket<'_>) -> usize {
+    let mut dropped = 0;
+    // The receive buffer is a ring: at most two contiguous pieces.
+    for _ in 0..2 {
+        match socket.recv(|b| (b.len(), b.len())) {
+            Ok(n @ 1..) => dropped += n,
+            _ => break,
+        }
+    }
+    dropped
+}
+
+/// Serves one socket of the discard pool (RFC 863) listening on `port`.
+pub fn discard(socket: &mut Socket<'_>, port: u16) -> Progress {
+    let mut progress = Progress::default();
+    if ready(socket, port, &mut progress) {
+        progress.bytes = drain(socket);
+        close_after_peer(socket, &mut progress);
+    }
+    progress
+}
+
+/// Serves one socket of the chargen pool (RFC 864) listening on `port`:
+/// fills its transmit buffer with the pattern from stream offset `offset`
+/// on (reset to 0 for each new connection), drops what the client sends, and
+/// stops when the client closes its side.
+pub fn chargen(socket: &mut Socket<'_>, port: u16, offset: &mut usize) -> Progress {
+    let mut progress = Progress::default();
+    if !ready(socket, port, &mut progress) {
+        if progress.state_changed {
+            *offset = 0;
+        }
+        return progress;
+    }
+    drain(socket);
+    if socket.state() == State::CloseWait {
+        // The client is done: what is queued still leaves, then the FIN.
+        close_after_peer(socket, &mut progress);
+        return progress;
+    }
+    // Write the pattern straight into the transmit ring (two pieces at most).
+    for _ in 0..2 {
+        let at = *offset;
+        match socket.send(|b| (b.len(), (b.len(), super::chargen::fill(at, b)))) {
+            Ok((n @ 1.., next)) => {
+                progress.bytes += n;
+                *offset = next;
+            }
+            _ => break,
+        }
+    }
+    progress
+}
+
 /// Serves one TCP socket of a service pool listening on `port`.
 pub fn serve(
     socket: &mut Socket<'_>,
@@ -50,14 +130,7 @@ pub fn serve(
     transform: Transform,
 ) -> Progress {
     let mut progress = Progress::default();
-
-    if resetting(socket) {
-        return progress; // the RST leaves with the next egress; re-armed after
-    }
-    if !socket.is_open() {
-        // CLOSED after LAST-ACK or a reset, or TIME-WAIT: take the next client.
-        // `listen` only fails for port 0 or an open socket, neither possible here.
-        progress.state_changed = socket.listen(port).is_ok();
+    if !ready(socket, port, &mut progress) {
         return progress;
     }
 
@@ -85,9 +158,6 @@ pub fn serve(
         }
     }
 
-    if socket.state() == State::CloseWait && socket.recv_queue() == 0 {
-        socket.close();
-        progress.state_changed = true;
-    }
+    close_after_peer(socket, &mut progress);
     progress
 }
