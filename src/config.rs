@@ -113,20 +113,28 @@ pub const UDP_PACKET_SLOTS: usize = pick(4, 32);
 /// Payload bytes one UDP socket can queue when receiving. Large enough for a
 /// burst of full-size datagrams at MTU 1500 (32 x 1472 is about 46 KiB would
 /// be the worst case; 16 KiB absorbs the bursts the tests and tools send).
-/// A datagram larger than this is dropped.
-pub const UDP_RX_BUFFER: usize = pick(1024, 16 * 1024);
+/// A datagram larger than this is dropped: in the small profile that is
+/// 512 bytes, the classic limit of DNS over UDP.
+pub const UDP_RX_BUFFER: usize = pick(512, 16 * 1024);
 /// Payload bytes one UDP socket can queue when sending. Equal to the receive
 /// side, so any datagram that was received can always be answered.
 pub const UDP_TX_BUFFER: usize = UDP_RX_BUFFER;
 
-/// The services' work buffer: bytes move socket -> scratch -> transform ->
-/// socket. It must hold the largest UDP datagram a socket can receive.
-pub const SCRATCH_BUFFER: usize = UDP_RX_BUFFER;
+/// The work buffer: bytes move socket -> scratch -> transform -> socket; the
+/// status page is rendered here whole before it is queued; the fault
+/// injector corrupts a received frame in a copy here (frames are moved
+/// before the services run). It holds the largest UDP datagram a socket can
+/// receive and the largest page the status connection can queue.
+pub const SCRATCH_BUFFER: usize = if UDP_RX_BUFFER > HTTP_TX_BUFFER {
+    UDP_RX_BUFFER
+} else {
+    HTTP_TX_BUFFER
+};
 
-/// The fault injector's frame buffers (one to copy a received frame it
-/// corrupts, one to build a sent frame it drops): a jumbo frame (9216 bytes of
-/// IP) plus its Ethernet header; a full frame at MTU 1500 in the small
-/// profile. Longer frames pass the injector untouched.
+/// The fault injector's sink, where smoltcp builds a frame that the injector
+/// then drops instead of sending: a jumbo frame (9216 bytes of IP) plus its
+/// Ethernet header; a full frame at MTU 1500 in the small profile. Longer
+/// frames pass the injector untouched.
 pub const FAULT_FRAME_BUFFER: usize = pick(1500, 9216) + 14;
 
 /// Addresses on the interface: IPv4, IPv6, IPv6 link-local. Must match
@@ -136,11 +144,12 @@ pub const IFACE_ADDRESSES: usize = 3;
 /// Status page connections at once: a browser plus a script or two.
 pub const HTTP_SOCKETS: usize = pick(1, 4);
 /// Receive buffer per status connection: a request head fits (see below).
-pub const HTTP_RX_BUFFER: usize = pick(1024, 2 * 1024);
+pub const HTTP_RX_BUFFER: usize = pick(512, 2 * 1024);
 /// Transmit buffer per status connection: a whole response is queued at
 /// once, so it must hold the largest page (about 10 KiB with every socket
-/// busy; under 4 KiB in the small profile, which has few sockets).
-pub const HTTP_TX_BUFFER: usize = pick(4 * 1024, 16 * 1024);
+/// busy; 4.5 KiB in the small profile, which has few sockets: the page of
+/// an idle stack fits, a larger one is answered 503, `/stats.json` fits).
+pub const HTTP_TX_BUFFER: usize = pick(4 * 1024 + 512, 16 * 1024);
 /// Largest request head (request line and headers) accepted; a larger one
 /// is answered 431. curl sends about 80 bytes, a browser 400 to 700.
 pub const HTTP_REQUEST_BUFFER: usize = 1024;

@@ -171,7 +171,6 @@ pub struct Buffers {
     udp: [UdpBuffers; UDP_SOCKET_COUNT],
     http: [HttpBuffers; HTTP_SOCKETS],
     scratch: [u8; SCRATCH_BUFFER],
-    fault_rx: [u8; FAULT_FRAME_BUFFER],
     fault_tx: [u8; FAULT_FRAME_BUFFER],
 }
 
@@ -186,7 +185,6 @@ impl Buffers {
             udp: [const { UdpBuffers::new() }; UDP_SOCKET_COUNT],
             http: [const { HttpBuffers::new() }; HTTP_SOCKETS],
             scratch: [0; SCRATCH_BUFFER],
-            fault_rx: [0; FAULT_FRAME_BUFFER],
             fault_tx: [0; FAULT_FRAME_BUFFER],
         }
     }
@@ -332,7 +330,6 @@ pub struct Stack<'a> {
     started: Instant,
     now: Instant,
     scratch: &'a mut [u8; SCRATCH_BUFFER],
-    fault_rx: &'a mut [u8; FAULT_FRAME_BUFFER],
     fault_tx: &'a mut [u8; FAULT_FRAME_BUFFER],
     addresses: Addresses,
     mac: EthernetAddress,
@@ -385,7 +382,6 @@ impl<'a> Stack<'a> {
             udp,
             http: http_buffers,
             scratch,
-            fault_rx,
             fault_tx,
         } = buffers;
         let mut set = SocketSet::new(&mut slots[..]);
@@ -456,7 +452,6 @@ impl<'a> Stack<'a> {
             started: now,
             now,
             scratch,
-            fault_rx,
             fault_tx,
             addresses: settings.addresses,
             mac: settings.mac,
@@ -501,7 +496,9 @@ impl<'a> Stack<'a> {
                 let mut link = Observed::new(
                     device,
                     &shared,
-                    &mut self.fault_rx[..],
+                    // Free while frames move (services run after): a
+                    // received frame is corrupted in a copy here.
+                    &mut self.scratch[..],
                     &mut self.fault_tx[..],
                     now,
                 );
@@ -1114,7 +1111,7 @@ impl RamBudget {
             socket_storage: SOCKET_COUNT * size_of::<SocketStorage<'static>>(),
             http_buffers: HTTP_SOCKETS * size_of::<HttpBuffers>(),
             scratch: SCRATCH_BUFFER,
-            fault_buffers: 2 * FAULT_FRAME_BUFFER,
+            fault_buffers: FAULT_FRAME_BUFFER,
             stack: size_of::<Stack<'static>>(),
         }
     }
@@ -1133,6 +1130,13 @@ impl RamBudget {
 
 /// The budget of this build, known at compile time.
 pub const RAM_BUDGET: RamBudget = RamBudget::of_this_build();
+
+/// The small profile's promise: the whole stack in 64 KiB of RAM.
+pub const SMALL_PROFILE_LIMIT: usize = 64 * 1024;
+const _: () = assert!(
+    !config::SMALL_PROFILE || RAM_BUDGET.total() <= SMALL_PROFILE_LIMIT,
+    "the small profile must fit in 64 KiB"
+);
 
 // The two memory structs are exactly the items of the budget, nothing hidden.
 const _: () = assert!(
@@ -1211,16 +1215,15 @@ impl fmt::Display for RamBudget {
         )?;
         writeln!(
             f,
-            "  {:<16} {:>10}  service work buffer",
+            "  {:<16} {:>10}  work buffer: services, status page, a frame to corrupt",
             "scratch",
             Bytes(self.scratch)
         )?;
         writeln!(
             f,
-            "  {:<16} {:>10}  2 x {} (a copy for a corrupted frame, a sink for a dropped one)",
-            "fault buffers",
-            Bytes(self.fault_buffers),
-            Bytes(FAULT_FRAME_BUFFER)
+            "  {:<16} {:>10}  a sink for a dropped frame (a corrupted one is copied into scratch)",
+            "fault buffer",
+            Bytes(self.fault_buffers)
         )?;
         writeln!(
             f,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use netns::{
     Netns, PublicCopy, READY, READY_TIMEOUT, StackProcess, Tool, binary, require_tool, run_bounded,
 };
-use tapstack::config::{ECHO_PORT, TCP_SOCKETS_PER_SERVICE, UPPER_PORT};
+use tapstack::config::{self, ECHO_PORT, TCP_SOCKETS_PER_SERVICE, UPPER_PORT};
 
 /// The stack's addresses in the default contract (`tapstack::config`).
 const STACK_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 1);
@@ -453,12 +453,17 @@ fn tcp_upper_10_mb_v6() {
 }
 
 /// 16 clients per TCP service (32 in all, echo and upper-case, IPv4 and
-/// IPv6 mixed), all connected before any sends, each move 256 KiB at the
+/// IPv6 mixed; as many as the pool holds in a build with a smaller one),
+/// all connected before any sends, each move 256 KiB at the
 /// same time and each gets its own bytes back exactly: connections do not
 /// mix, starve or lose data.
 #[test]
 fn tcp_16_concurrent_clients_per_service() {
-    const CLIENTS: usize = 16;
+    const CLIENTS: usize = if TCP_SOCKETS_PER_SERVICE < 16 {
+        TCP_SOCKETS_PER_SERVICE
+    } else {
+        16
+    };
     const EACH: usize = 256 * 1024;
     let ns = Netns::new("conc");
     let stack = StackProcess::start(&ns, &[]);
@@ -488,7 +493,8 @@ fn tcp_16_concurrent_clients_per_service() {
     stack.stop_cleanly();
 }
 
-/// 1000 datagrams of 9 to 1408 bytes to each UDP service, over IPv4 and
+/// 1000 datagrams of 9 to 1408 bytes (or to the largest datagram the build
+/// takes, `UDP_RX_BUFFER`) to each UDP service, over IPv4 and
 /// IPv6 (4000 in all), one at a time: each gets exactly one reply with the
 /// exact bytes. Over a TAP in a private namespace nothing is lost, so the
 /// test allows no loss at all.
@@ -544,7 +550,8 @@ fn udp_1000_datagrams_per_service() {
                 // 1 to 1400 random bytes.
                 let mut request = format!("{i:08}").into_bytes();
                 let start = request.len();
-                request.resize(start + 1 + (i * 37) % 1400, 0);
+                let most = 1400.min(config::UDP_RX_BUFFER - start - 1);
+                request.resize(start + 1 + (i * 37) % most, 0);
                 source.fill(&mut request[start..]);
                 socket
                     .send(&request)
