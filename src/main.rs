@@ -9,6 +9,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Every allocation of the process is counted, to show (on exit) that the
+/// stack allocated nothing while it served: see [`host::heap`].
+#[global_allocator]
+static ALLOCATOR: host::heap::Counting = host::heap::Counting;
+
 fn main() -> ExitCode {
     let args = match host::cli::Args::try_parse() {
         Ok(args) => args,

@@ -7,6 +7,7 @@
 //! every queued frame before it serves and transmits.
 
 pub mod cli;
+pub mod heap;
 pub mod observe;
 pub mod signals;
 pub mod tap;
@@ -21,6 +22,7 @@ use tapstack::{Buffers, ConfigError, RAM_BUDGET, Sockets, Stack};
 use self::cli::Settings;
 use self::tap::Tap;
 use tapstack::link::Mac;
+use tapstack::services::Kind;
 
 /// The stack's socket state, placed by the linker (as firmware would), never
 /// on the heap. Taken once, by [`run`].
@@ -32,6 +34,21 @@ static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
 /// stop the stack, so errors are ignored (`eprintln!` would panic on them).
 pub fn say(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(io::stderr(), "{line}");
+}
+
+/// Shows an `io::Error` without allocating, as `broken pipe (os error 32)`:
+/// std's `Display` builds a `String` for an OS error's text, and this one is
+/// printed while the stack serves (tests/heap.rs). The kind's text is static.
+pub struct OsError<'a>(pub &'a io::Error);
+
+impl fmt::Display for OsError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.raw_os_error() {
+            Some(code) => write!(f, "{} (os error {code})", self.0.kind()),
+            // Not from the OS: a static message or a caller's error, no allocation.
+            None => self.0.fmt(f),
+        }
+    }
 }
 
 /// Why the binary stopped with an error.
@@ -89,7 +106,7 @@ pub struct Stopped {
 
 /// Opens the TAP, builds the stack, prints the banner and serves until a
 /// signal stops it.
-pub fn run(settings: Settings) -> Result<Stopped, Error> {
+pub fn run(mut settings: Settings) -> Result<Stopped, Error> {
     // Block SIGINT/SIGTERM before anything else so they can only arrive
     // through the signalfd, where the loop reads them.
     let signals = signals::SignalFd::new().map_err(|err| Error::System {
@@ -115,6 +132,9 @@ pub fn run(settings: Settings) -> Result<Stopped, Error> {
     .map_err(Error::Config)?;
 
     print_banner(&settings, &tap, &stack);
+    // From here on the stack serves: nothing below may allocate (the exit
+    // line's `0 while serving`; test: tests/heap.rs).
+    heap::mark_ready();
 
     let tap_fd = tap.fd();
     let result = loop {
@@ -127,7 +147,8 @@ pub fn run(settings: Settings) -> Result<Stopped, Error> {
         };
         if let Some(tap::Gone(err)) = tap.take_fatal() {
             break Err(Error::Gone {
-                name: settings.tap.clone(),
+                // Taken, not cloned: leaving the loop allocates nothing either.
+                name: std::mem::take(&mut settings.tap),
                 err,
             });
         }
@@ -173,14 +194,17 @@ pub fn run(settings: Settings) -> Result<Stopped, Error> {
         if fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
             let tap::Gone(err) = tap.probe_error();
             break Err(Error::Gone {
-                name: settings.tap.clone(),
+                name: std::mem::take(&mut settings.tap),
                 err,
             });
         }
     };
+    // Serving ended with the loop; what the exit summary allocates is not counted.
+    let heap = heap::usage();
     // However the loop ended, the capture is complete up to here.
     observer.flush();
     say(format_args!("Counters:\n{}", stack.counters()));
+    say(format_args!("{heap}"));
     result
 }
 
@@ -280,21 +304,24 @@ fn print_banner(settings: &Settings, tap: &Tap, stack: &Stack<'_>) {
     let _ = writeln!(out, "RAM budget:\n{RAM_BUDGET}");
     let _ = writeln!(
         out,
-        "Services ({} TCP connections each at once; more are refused with a reset):",
-        tapstack::config::TCP_SOCKETS_PER_SERVICE
+        "Services (TCP connections at once: {} each for echo and upper-case, {} each for discard and chargen; more are refused with a reset):",
+        tapstack::config::TCP_SOCKETS_PER_SERVICE,
+        tapstack::config::BULK_SOCKETS
     );
     for service in stack.services() {
         let p = service.port;
-        let client = if service.port == settings.stack.upper_port {
-            "telnet"
-        } else {
-            "nc"
+        let (before, after) = match service.kind {
+            Kind::Transform if p == settings.stack.upper_port => ("telnet", ""),
+            Kind::Transform => ("nc", ""),
+            Kind::Discard => ("nc -N", " < FILE"),
+            Kind::Chargen => ("nc", " | head"),
         };
         let rows = [
             (
                 "tcp",
-                format!("{client} {v4} {p}"),
-                format!("nc -6 {v6} {p}"),
+                format!("{before} {v4} {p}{after}"),
+                // telnet takes an IPv6 address as it is; nc needs -6.
+                format!("{} -6 {v6} {p}{after}", before.replace("telnet", "nc")),
             ),
             (
                 "udp",
@@ -339,5 +366,20 @@ fn print_banner(settings: &Settings, tap: &Tap, stack: &Stack<'_>) {
         let _ = stdout
             .write_all(out.as_bytes())
             .and_then(|()| stdout.flush());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_show_their_kind_and_number() {
+        let show = |code| OsError(&io::Error::from_raw_os_error(code)).to_string();
+        assert_eq!(show(libc::EPIPE), "broken pipe (os error 32)");
+        assert_eq!(show(libc::ENOSPC), "no storage space (os error 28)");
+        assert_eq!(show(libc::ENODEV), "uncategorized error (os error 19)");
+        let err = io::Error::other("not from the OS");
+        assert_eq!(OsError(&err).to_string(), "not from the OS");
     }
 }

@@ -140,7 +140,8 @@ impl HostObserver {
                 && !self.pcap_reported
             {
                 super::say(format_args!(
-                    "tapstack: the pcap capture stopped ({err}); the stack keeps serving"
+                    "tapstack: the pcap capture stopped ({}); the stack keeps serving",
+                    super::OsError(err)
                 ));
                 self.pcap_reported = true;
             }

@@ -1,7 +1,7 @@
 //! SIGINT and SIGTERM as a file descriptor (`signalfd(2)`), so the event loop
 //! waits for frames and signals in one `poll(2)` and stops cleanly between
 //! two polls of the stack, never in the middle of one.
-#![allow(unsafe_code)] // Confined here and in tap.rs; each block says what it relies on.
+#![allow(unsafe_code)] // Confined to the host glue (tap.rs, signals.rs, heap.rs); each block says what it relies on.
 
 use std::io;
 use std::mem::MaybeUninit;

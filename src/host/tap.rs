@@ -1,6 +1,6 @@
 //! The Linux TAP device: a [`smoltcp::phy::Device`] over `/dev/net/tun`.
 //!
-//! This is the only place with `unsafe`: the `ioctl`s and `read`/`write` on
+//! Most of the binary's `unsafe` is here: the `ioctl`s and `read`/`write` on
 //! the TAP file descriptor, each wrapped in a function that checks its result.
 //! We do not use smoltcp's `TunTapInterface` because it silently creates a
 //! missing TAP when run as root, and panics on a failed write; here a missing
@@ -240,7 +240,7 @@ impl Tap {
             err,
         })?;
         tap.frame_mtu = ip_mtu + ETHERNET_HEADER_LEN;
-        // The only allocations of the run: one frame buffer each way, sized by the MTU.
+        // One frame buffer each way, sized by the MTU: allocated here, at start-up, never again.
         tap.rx = vec![0; tap.frame_mtu];
         tap.tx = vec![0; tap.frame_mtu];
         Ok(tap)
@@ -510,7 +510,14 @@ impl phy::TxToken for TxToken<'_> {
         let frame = &mut self.buf[..len];
         let result = f(frame);
         if let Err(err) = write(self.fd, frame) {
-            // Like a NIC with a full ring: the frame is lost, TCP will resend.
+            // Like a NIC with a full ring: the frame is lost, TCP will resend
+            // on its timer. Never wait or retry here: the loop would spin or
+            // stall. (Waiting for POLLOUT instead would mean `transmit`
+            // returning `None`, and smoltcp then asks to be polled again at
+            // once: a busy loop. A TAP write does not block anyway: the
+            // kernel gives the TAP an unlimited (INT_MAX) send buffer, and it
+            // drops what its backlog cannot take after accepting the write.
+            // What does fail is a write while the link is down: EIO.)
             *self.dropped += 1;
             if is_fatal(&err) {
                 *self.fatal = Some(err);
