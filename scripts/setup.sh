@@ -9,11 +9,11 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# command -> Debian package
+# command -> Debian package (jq and gnuplot: scripts/bench.sh's summary and charts)
 declare -A PACKAGES=(
   [ip]=iproute2 [nc]=netcat-openbsd [telnet]=telnet [socat]=socat [ping]=iputils-ping
   [tshark]=tshark [setpriv]=util-linux [unshare]=util-linux [cc]=build-essential
-  [curl]=curl [git]=git [chromium]=chromium
+  [curl]=curl [git]=git [chromium]=chromium [jq]=jq [gnuplot]=gnuplot-nox
 )
 missing=()
 for cmd in "${!PACKAGES[@]}"; do

@@ -1,12 +1,23 @@
-//! `hostnet bench`: measures a target that serves echo (RFC 862).
+//! `hostnet bench`: measures a target that serves echo (RFC 862), and
+//! optionally discard (RFC 863) and chargen (RFC 864).
 //!
-//! Four measurements, each verified, none trusted blindly:
+//! Six measurements, each verified, none trusted blindly:
 //! - **tcp**: one connection sends and receives at once; every byte that
 //!   comes back is compared with the byte sent at that offset;
+//! - **discard** (host to target): one connection sends as fast as it can,
+//!   half-closes, and waits for the target's close, which a discard service
+//!   sends only once it has taken every byte;
+//! - **chargen** (target to host): one connection reads the chargen stream,
+//!   every byte compared with the pattern at that offset;
 //! - **udp**: round-trip time of datagrams sent one at a time (each carries a
 //!   sequence number, so a late reply is never taken for a newer one);
 //! - **connect**: sequential connect/close for a fixed time, counting refusals;
 //! - **concurrency**: N clients at once, each verified, aggregate throughput.
+//!
+//! By default the four echo measurements run (any echo server will do);
+//! discard and chargen run when `--only` names them. Throughputs are kept
+//! per round as well, and discard and chargen are shown as the median of
+//! their rounds.
 //!
 //! With `--vs`, the same measurements run against a second target in the
 //! same run, alternating round by round (A B A B ...), so that a noisy
@@ -20,7 +31,8 @@ use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tapstack::config::{ECHO_PORT, STACK_IPV4};
+use tapstack::config::{CHARGEN_PORT, DISCARD_PORT, ECHO_PORT, STACK_IPV4};
+use tapstack::services::chargen;
 
 use crate::Error;
 use crate::json::Value;
@@ -34,6 +46,9 @@ use crate::units::{fmt_bytes, fmt_duration, fmt_gbits, fmt_rate, parse_duration,
 const PERIOD: usize = 251 * 256;
 /// Bytes moved per read or write.
 const CHUNK: usize = 64 * 1024;
+/// Bytes moved per read or write by discard and chargen: large, so the
+/// client's system calls are not what is measured.
+const ONEWAY_CHUNK: usize = 256 * 1024;
 /// Datagrams lost in a row after which a target is taken to have stopped.
 const LOST_IN_A_ROW: u32 = 5;
 /// Connection attempts timed out in a row after which a target is taken to have stopped.
@@ -45,11 +60,15 @@ const SEQ_LEN: usize = 8;
 /// The largest UDP payload over IPv4.
 const MAX_DATAGRAM: usize = 65_507;
 
-/// One of the four measurements.
+/// One of the six measurements.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Measurement {
     /// TCP echo throughput, one connection.
     Tcp,
+    /// TCP throughput from host to target: the discard service.
+    Discard,
+    /// TCP throughput from target to host: the chargen service.
+    Chargen,
     /// UDP round-trip time.
     Udp,
     /// Sequential connect/close rate.
@@ -59,11 +78,24 @@ pub enum Measurement {
 }
 
 impl Measurement {
-    const ALL: [Self; 4] = [Self::Tcp, Self::Udp, Self::Connect, Self::Concurrency];
+    /// Every measurement, in the order they run.
+    const ALL: [Self; 6] = [
+        Self::Tcp,
+        Self::Discard,
+        Self::Chargen,
+        Self::Udp,
+        Self::Connect,
+        Self::Concurrency,
+    ];
+    /// What runs without `--only`: the echo measurements, which any echo
+    /// server answers (discard and chargen need two more services).
+    const DEFAULT: [Self; 4] = [Self::Tcp, Self::Udp, Self::Connect, Self::Concurrency];
 
     fn name(self) -> &'static str {
         match self {
             Self::Tcp => "tcp throughput",
+            Self::Discard => "discard, host to target",
+            Self::Chargen => "chargen, target to host",
             Self::Udp => "udp round trip",
             Self::Connect => "connect rate",
             Self::Concurrency => "concurrency",
@@ -80,6 +112,12 @@ pub struct Args {
     /// Port of the echo service, for targets given without one.
     #[arg(long, value_name = "PORT", default_value_t = ECHO_PORT, value_parser = net::parse_port)]
     pub port: u16,
+    /// Port of the discard service, on every target.
+    #[arg(long, value_name = "PORT", default_value_t = DISCARD_PORT, value_parser = net::parse_port)]
+    pub discard_port: u16,
+    /// Port of the chargen service, on every target.
+    #[arg(long, value_name = "PORT", default_value_t = CHARGEN_PORT, value_parser = net::parse_port)]
+    pub chargen_port: u16,
     /// A second target, measured in the same run, alternating; prints the ratio.
     #[arg(long, value_name = "HOST2")]
     pub vs: Option<String>,
@@ -92,6 +130,9 @@ pub struct Args {
     /// Bytes for the TCP throughput, and in all for the concurrent clients (100M = 10^8 bytes).
     #[arg(long, value_name = "BYTES", default_value = "100M", value_parser = parse_size)]
     pub size: u64,
+    /// Bytes for discard and for chargen, each, in all rounds together.
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_size)]
+    pub oneway_size: u64,
     /// Datagrams for the UDP round-trip time.
     #[arg(long, value_name = "N", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: u64,
@@ -110,12 +151,16 @@ pub struct Args {
     /// Give up any single wait (connect, a reply, the next bytes) after this long.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// Only these measurements (comma-separated).
+    /// Only these measurements (comma-separated) [default: tcp,udp,connect,concurrency].
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<Measurement>,
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Write every UDP round-trip time to FILE, one per line: the target's
+    /// label, a tab, the time in µs (for a CDF or a histogram).
+    #[arg(long, value_name = "FILE")]
+    pub samples: Option<std::path::PathBuf>,
     /// Print each result on stderr as soon as it is measured.
     #[arg(short, long)]
     pub verbose: bool,
@@ -132,6 +177,10 @@ pub fn examples() -> String {
   hostnet bench                                    the stack at {v4}, echo port {ECHO_PORT}
   hostnet bench {v4} --vs 10.0.0.2 --label tapstack --vs-label kernel
   hostnet bench 127.0.0.1:7007 --only tcp,udp --size 10M --json
+  hostnet bench {v4} --only discard,chargen
+                                                   one-way throughput (ports {DISCARD_PORT} and {CHARGEN_PORT})
+  hostnet bench {v4} --only udp --samples rtt.tsv
+                                                   and every round-trip time, for a chart
 
 Every byte and datagram is checked. A progress bar shows on a terminal only.
 Exit codes: 0 all measured, 1 a target refused, stopped answering or answered wrong
@@ -142,12 +191,18 @@ Exit codes: 0 all measured, 1 a target refused, stopped answering or answered wr
 /// The settings a run uses, derived from [`Args`].
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Targets: label and address.
+    /// Targets: label and address (of the echo service).
     pub targets: Vec<(String, SocketAddr)>,
     /// Measurements, in order.
     pub measurements: Vec<Measurement>,
+    /// See [`Args::discard_port`].
+    pub discard_port: u16,
+    /// See [`Args::chargen_port`].
+    pub chargen_port: u16,
     /// See [`Args::size`].
     pub size: u64,
+    /// See [`Args::oneway_size`].
+    pub oneway_size: u64,
     /// See [`Args::count`].
     pub count: u64,
     /// See [`Args::datagram_size`].
@@ -183,7 +238,7 @@ impl Settings {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let measurements = if args.only.is_empty() {
-            Measurement::ALL.to_vec()
+            Measurement::DEFAULT.to_vec()
         } else {
             Measurement::ALL
                 .into_iter()
@@ -193,7 +248,10 @@ impl Settings {
         Ok(Self {
             targets,
             measurements,
+            discard_port: args.discard_port,
+            chargen_port: args.chargen_port,
             size: args.size,
+            oneway_size: args.oneway_size,
             count: args.count,
             // Range-checked by clap: 8 to 65507.
             datagram_size: usize::try_from(args.datagram_size).unwrap_or(MAX_DATAGRAM),
@@ -248,6 +306,8 @@ pub struct Throughput {
     pub verified: u64,
     /// Time from the first byte sent to the last byte verified.
     pub elapsed: Duration,
+    /// Verified bytes per second of each round that completed.
+    pub rounds: Vec<f64>,
 }
 
 impl Throughput {
@@ -256,15 +316,36 @@ impl Throughput {
         rate(self.verified, self.elapsed)
     }
 
-    fn add(&mut self, other: &Self) {
+    /// The median of the rounds' bytes per second.
+    pub fn median(&self) -> Option<f64> {
+        median(&self.rounds)
+    }
+
+    /// Adds a round; a complete one also counts among the rounds' rates.
+    fn add(&mut self, other: &Self, complete: bool) {
         self.expected += other.expected;
         self.verified += other.verified;
         self.elapsed += other.elapsed;
+        if complete && let Some(r) = other.rate() {
+            self.rounds.push(r);
+        }
     }
 }
 
 fn rate(bytes: u64, elapsed: Duration) -> Option<f64> {
     (bytes > 0 && !elapsed.is_zero()).then(|| bytes as f64 / elapsed.as_secs_f64())
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
 }
 
 /// UDP round trips, summed over rounds.
@@ -389,6 +470,11 @@ pub struct Report {
     pub addr: Option<SocketAddr>,
     /// TCP throughput, if measured.
     pub tcp: Option<Throughput>,
+    /// Discard throughput, if measured (`verified`: bytes whose delivery the
+    /// target's close confirmed).
+    pub discard: Option<Throughput>,
+    /// Chargen throughput, if measured (`verified`: bytes that matched the pattern).
+    pub chargen: Option<Throughput>,
     /// UDP round trips, if measured.
     pub udp: Option<RoundTrips>,
     /// Connection rate, if measured.
@@ -417,6 +503,7 @@ impl Report {
 /// Runs every measurement against every target, alternating round by round.
 pub fn measure(settings: &Settings, progress: &Progress) -> Vec<Report> {
     let pattern = pattern();
+    let stream = chargen_stream();
     let mut reports: Vec<Report> = settings
         .targets
         .iter()
@@ -451,7 +538,34 @@ pub fn measure(settings: &Settings, progress: &Progress) -> Vec<Report> {
                         progress.start(label, bytes);
                         let (got, failure) =
                             stream_round(addr, bytes, settings.timeout, &pattern, progress);
-                        report.tcp.get_or_insert_with(Throughput::default).add(&got);
+                        report
+                            .tcp
+                            .get_or_insert_with(Throughput::default)
+                            .add(&got, failure.is_none());
+                        failure
+                    }
+                    Measurement::Discard => {
+                        let bytes = share(settings.oneway_size, rounds, round);
+                        let addr = with_port(addr, settings.discard_port);
+                        progress.start(label, bytes);
+                        let (got, failure) =
+                            discard_round(addr, bytes, settings.timeout, &stream, progress);
+                        report
+                            .discard
+                            .get_or_insert_with(Throughput::default)
+                            .add(&got, failure.is_none());
+                        failure
+                    }
+                    Measurement::Chargen => {
+                        let bytes = share(settings.oneway_size, rounds, round);
+                        let addr = with_port(addr, settings.chargen_port);
+                        progress.start(label, bytes);
+                        let (got, failure) =
+                            chargen_round(addr, bytes, settings.timeout, &stream, progress);
+                        report
+                            .chargen
+                            .get_or_insert_with(Throughput::default)
+                            .add(&got, failure.is_none());
                         failure
                     }
                     Measurement::Udp => {
@@ -518,6 +632,12 @@ pub fn measure(settings: &Settings, progress: &Progress) -> Vec<Report> {
     reports
 }
 
+/// `addr` with another port (an IPv6 link-local address keeps its scope).
+fn with_port(mut addr: SocketAddr, port: u16) -> SocketAddr {
+    addr.set_port(port);
+    addr
+}
+
 /// Round `round`'s part of `total` split in `rounds` (the last takes the rest).
 fn share(total: u64, rounds: u64, round: u64) -> u64 {
     let each = total / rounds;
@@ -551,19 +671,13 @@ fn stream_round(
 ) -> (Throughput, Option<Failure>) {
     match TcpStream::connect_timeout(&addr, timeout) {
         Ok(stream) => transfer(stream, bytes, timeout, pattern, progress),
-        Err(e) => {
-            let failure = Failure {
-                message: net::describe_connect(&e, addr, timeout),
-                stopped: net::is_timeout(&e),
-            };
-            (
-                Throughput {
-                    expected: bytes,
-                    ..Throughput::default()
-                },
-                Some(failure),
-            )
-        }
+        Err(e) => (
+            Throughput {
+                expected: bytes,
+                ..Throughput::default()
+            },
+            Some(connect_failure(&e, addr, timeout)),
+        ),
     }
 }
 
@@ -693,6 +807,196 @@ fn verify(
             Some(failure)
         }
     }
+}
+
+/// The chargen stream from any offset below [`chargen::PERIOD`] for
+/// [`ONEWAY_CHUNK`] bytes is a slice of this. Discard is sent the same
+/// bytes: printable lines, readable in a capture.
+fn chargen_stream() -> Vec<u8> {
+    let mut stream = vec![0u8; chargen::PERIOD + ONEWAY_CHUNK];
+    chargen::fill(0, &mut stream);
+    stream
+}
+
+/// The chargen stream at `offset`, `len` long (`len <= ONEWAY_CHUNK`).
+fn chargen_at(stream: &[u8], offset: u64, len: usize) -> &[u8] {
+    let start = (offset % chargen::PERIOD as u64) as usize;
+    &stream[start..start + len]
+}
+
+/// Where `received`, which came at stream offset `offset`, first differs
+/// from the chargen pattern: `(offset of the byte, expected, got)`.
+fn chargen_mismatch(stream: &[u8], offset: u64, received: &[u8]) -> Option<(u64, u8, u8)> {
+    let expected = chargen_at(stream, offset, received.len());
+    if expected == received {
+        return None; // one memcmp: the usual case
+    }
+    let i = (0..received.len()).find(|&i| received[i] != expected[i])?;
+    Some((offset + i as u64, expected[i], received[i]))
+}
+
+/// A byte for an error message: `0x41 'A'`, or `0x0d` when not printable.
+fn show_byte(b: u8) -> String {
+    if b.is_ascii_graphic() || b == b' ' {
+        format!("{b:#04x} '{}'", b as char)
+    } else {
+        format!("{b:#04x}")
+    }
+}
+
+/// A connect that failed, as a round's failure.
+fn connect_failure(err: &io::Error, addr: SocketAddr, timeout: Duration) -> Failure {
+    Failure {
+        message: net::describe_connect(err, addr, timeout),
+        stopped: net::is_timeout(err),
+    }
+}
+
+/// Host to target: sends `bytes` to a discard service as fast as it takes
+/// them, half-closes, and waits for its close, which tells that it has read
+/// every byte. Timed from before the connect to the close.
+fn discard_round(
+    addr: SocketAddr,
+    bytes: u64,
+    timeout: Duration,
+    stream: &[u8],
+    progress: &Progress,
+) -> (Throughput, Option<Failure>) {
+    let mut result = Throughput {
+        expected: bytes,
+        ..Throughput::default()
+    };
+    let start = Instant::now();
+    let mut conn = match TcpStream::connect_timeout(&addr, timeout) {
+        Ok(conn) => conn,
+        Err(e) => return (result, Some(connect_failure(&e, addr, timeout))),
+    };
+    let with_context = |e: &io::Error, context: String| {
+        let mut failure = Failure::from_io(e, addr, timeout);
+        failure.message = format!("{} {context}", failure.message);
+        failure
+    };
+    if let Err(e) = conn
+        .set_write_timeout(Some(timeout))
+        .and_then(|()| conn.set_read_timeout(Some(timeout)))
+    {
+        return (result, Some(Failure::failed(format!("socket: {e}"))));
+    }
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = (bytes - sent).min(ONEWAY_CHUNK as u64) as usize;
+        match conn.write(chargen_at(stream, sent, n)) {
+            Ok(0) => {
+                return (
+                    result,
+                    Some(Failure::failed(format!(
+                        "{addr} took no more bytes after {sent} of {bytes}"
+                    ))),
+                );
+            }
+            Ok(n) => {
+                sent += n as u64;
+                progress.advance(n as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let context = format!("after sending {sent} of {bytes} bytes");
+                return (result, Some(with_context(&e, context)));
+            }
+        }
+    }
+    if let Err(e) = conn.shutdown(Shutdown::Write) {
+        let context = "(half-closing after the last byte)".to_owned();
+        return (result, Some(with_context(&e, context)));
+    }
+    // Discard closes once it has read our FIN, so after every byte before it.
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                return (
+                    result,
+                    Some(Failure::failed(format!(
+                        "{addr} sent {n} bytes back; a discard service sends nothing (is it discard?)"
+                    ))),
+                );
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let context = format!("(waiting for its close after all {bytes} bytes)");
+                return (result, Some(with_context(&e, context)));
+            }
+        }
+    }
+    result.elapsed = start.elapsed();
+    result.verified = bytes;
+    (result, None)
+}
+
+/// Target to host: reads `bytes` of a chargen service's stream, comparing
+/// every byte with the pattern at its offset, then closes. Timed from before
+/// the connect to the last byte checked.
+fn chargen_round(
+    addr: SocketAddr,
+    bytes: u64,
+    timeout: Duration,
+    stream: &[u8],
+    progress: &Progress,
+) -> (Throughput, Option<Failure>) {
+    let mut result = Throughput {
+        expected: bytes,
+        ..Throughput::default()
+    };
+    let start = Instant::now();
+    let mut conn = match TcpStream::connect_timeout(&addr, timeout) {
+        Ok(conn) => conn,
+        Err(e) => return (result, Some(connect_failure(&e, addr, timeout))),
+    };
+    if let Err(e) = conn.set_read_timeout(Some(timeout)) {
+        return (result, Some(Failure::failed(format!("socket: {e}"))));
+    }
+    let mut buf = vec![0u8; ONEWAY_CHUNK];
+    while result.verified < bytes {
+        let want = (bytes - result.verified).min(ONEWAY_CHUNK as u64) as usize;
+        match conn.read(&mut buf[..want]) {
+            Ok(0) => {
+                let message = format!(
+                    "{addr} closed the connection after {} of {bytes} bytes",
+                    result.verified
+                );
+                return (result, Some(Failure::failed(message)));
+            }
+            Ok(n) => {
+                if let Some((at, expected, got)) =
+                    chargen_mismatch(stream, result.verified, &buf[..n])
+                {
+                    let message = format!(
+                        "byte {at} from {addr} is wrong: expected {}, got {} (is it a chargen service?)",
+                        show_byte(expected),
+                        show_byte(got)
+                    );
+                    return (result, Some(Failure::failed(message)));
+                }
+                result.verified += n as u64;
+                progress.advance(n as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let mut failure = Failure::from_io(&e, addr, timeout);
+                failure.message = format!(
+                    "{} after {} of {bytes} bytes",
+                    failure.message, result.verified
+                );
+                return (result, Some(failure));
+            }
+        }
+    }
+    result.elapsed = start.elapsed();
+    // Closing with the stream still coming: the kernel answers what follows
+    // with a reset, which ends the connection at once on the target too.
+    drop(conn);
+    (result, None)
 }
 
 /// Sends `count` datagrams one at a time, each waiting for its own reply.
@@ -941,6 +1245,19 @@ fn summary(report: &Report, m: Measurement) -> String {
                 fmt_bytes(t.expected)
             )
         }),
+        Measurement::Discard | Measurement::Chargen => oneway(report, m).map(|t| {
+            format!(
+                "{} median ({} of {} {})",
+                opt_bits(t.median()),
+                fmt_bytes(t.verified),
+                fmt_bytes(t.expected),
+                if m == Measurement::Discard {
+                    "delivered"
+                } else {
+                    "verified"
+                }
+            )
+        }),
         Measurement::Udp => report.udp.as_ref().map(|u| {
             format!(
                 "p50 {} ({} answered, {} lost)",
@@ -973,6 +1290,22 @@ fn opt_rate(r: Option<f64>) -> String {
     r.map_or("-".into(), |r| {
         format!("{} ({})", fmt_rate(r), fmt_gbits(r))
     })
+}
+
+/// Bytes per second as Gbit/s first, the way link speeds are read.
+fn opt_bits(r: Option<f64>) -> String {
+    r.map_or("-".into(), |r| {
+        format!("{} ({})", fmt_gbits(r), fmt_rate(r))
+    })
+}
+
+/// A report's discard or chargen result.
+fn oneway(report: &Report, m: Measurement) -> Option<&Throughput> {
+    match m {
+        Measurement::Discard => report.discard.as_ref(),
+        Measurement::Chargen => report.chargen.as_ref(),
+        _ => None,
+    }
 }
 
 fn opt_dur(d: Option<Duration>) -> String {
@@ -1012,6 +1345,43 @@ fn rows(reports: &[Report], settings: &Settings) -> Vec<Row> {
                 r.tcp
                     .as_ref()
                     .map_or("-".into(), |t| format!("{} of {}", t.verified, t.expected)),
+                None,
+            )
+        });
+    }
+    for m in [Measurement::Discard, Measurement::Chargen] {
+        if !has(m) {
+            continue;
+        }
+        row(m.name(), &|r| {
+            let median = oneway(r, m).and_then(Throughput::median);
+            (opt_bits(median), median)
+        });
+        let what = if m == Measurement::Discard {
+            "  bytes delivered"
+        } else {
+            "  bytes verified"
+        };
+        row(what, &|r| {
+            (
+                oneway(r, m).map_or("-".into(), |t| format!("{} of {}", t.verified, t.expected)),
+                None,
+            )
+        });
+        row("  rounds, Gbit/s", &|r| {
+            (
+                oneway(r, m).map_or("-".into(), |t| {
+                    let each: Vec<String> = t
+                        .rounds
+                        .iter()
+                        .map(|r| format!("{:.2}", r * 8.0 / 1e9))
+                        .collect();
+                    if each.is_empty() {
+                        "-".into()
+                    } else {
+                        each.join(" ")
+                    }
+                }),
                 None,
             )
         });
@@ -1141,6 +1511,16 @@ pub fn table(reports: &[Report], settings: &Settings) -> String {
             b = reports[1].label
         );
     }
+    if settings
+        .measurements
+        .iter()
+        .any(|m| matches!(m, Measurement::Discard | Measurement::Chargen))
+    {
+        let _ = writeln!(
+            out,
+            "discard and chargen: the median of the rounds; Gbit/s = 8 x payload bytes / s, from connect to close"
+        );
+    }
     for r in reports {
         for (m, f) in &r.failures {
             let _ = writeln!(out, "{}: {}: {}", r.label, m.name(), f.message);
@@ -1157,6 +1537,11 @@ fn us(d: Option<Duration>) -> Value {
 
 fn num(x: Option<f64>) -> Value {
     x.map_or(Value::Null, Value::Num)
+}
+
+/// Each complete round's throughput, in bits per second.
+fn bits_rounds(t: &Throughput) -> Value {
+    Value::Arr(t.rounds.iter().map(|r| Value::Num(r * 8.0)).collect())
 }
 
 fn report_json(r: &Report) -> Value {
@@ -1191,8 +1576,28 @@ fn report_json(r: &Report) -> Value {
                 ("bytes_verified", Value::Int(t.verified)),
                 ("seconds", Value::Num(t.elapsed.as_secs_f64())),
                 ("bytes_per_second", num(t.rate())),
+                ("bits_per_second_median", num(t.median().map(|r| r * 8.0))),
+                ("bits_per_second_rounds", bits_rounds(t)),
             ]),
         ));
+    }
+    for (key, t, counted) in [
+        ("discard", &r.discard, "bytes_delivered"),
+        ("chargen", &r.chargen, "bytes_verified"),
+    ] {
+        if let Some(t) = t {
+            fields.push((
+                key.into(),
+                Value::obj([
+                    ("bytes_expected", Value::Int(t.expected)),
+                    (counted, Value::Int(t.verified)),
+                    ("seconds", Value::Num(t.elapsed.as_secs_f64())),
+                    ("bytes_per_second", num(t.rate())),
+                    ("bits_per_second_median", num(t.median().map(|r| r * 8.0))),
+                    ("bits_per_second_rounds", bits_rounds(t)),
+                ]),
+            ));
+        }
     }
     if let Some(u) = &r.udp {
         fields.push((
@@ -1247,6 +1652,9 @@ pub fn to_json(reports: &[Report], settings: &Settings) -> Value {
         "settings".to_owned(),
         Value::obj([
             ("size", Value::Int(settings.size)),
+            ("oneway_size", Value::Int(settings.oneway_size)),
+            ("discard_port", Value::Int(settings.discard_port.into())),
+            ("chargen_port", Value::Int(settings.chargen_port.into())),
             ("count", Value::Int(settings.count)),
             ("datagram_size", Value::Int(settings.datagram_size as u64)),
             (
@@ -1292,14 +1700,45 @@ fn ratio_key(name: &str) -> String {
         "p99" => "udp_p99".into(),
         "max" => "udp_max".into(),
         "tcp throughput" => "tcp_throughput".into(),
+        "discard, host to target" => "discard_throughput".into(),
+        "chargen, target to host" => "chargen_throughput".into(),
         "connect rate" => "connect_rate".into(),
         _ => "concurrency_throughput".into(),
     }
 }
 
+/// Writes every UDP round-trip time: a comment line naming the columns,
+/// then `label<TAB>µs` per datagram answered, in the order measured.
+fn write_samples(file: std::fs::File, reports: &[Report]) -> io::Result<()> {
+    let mut out = io::BufWriter::new(file);
+    writeln!(out, "# target\tround_trip_us")?;
+    for r in reports {
+        // A tab or line end in a label would break the columns.
+        let label: String = r
+            .label
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        for rtt in r.udp.iter().flat_map(|u| &u.rtts) {
+            writeln!(out, "{label}\t{:.1}", rtt.as_secs_f64() * 1e6)?;
+        }
+    }
+    out.flush()
+}
+
 /// Runs `hostnet bench`.
 pub fn run(args: Args) -> Result<(), Error> {
     let settings = Settings::from_args(&args)?;
+    // Made before the run, so a bad path fails now rather than after it.
+    let samples = match &args.samples {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path).map_err(|e| {
+                Error::failure(format!("cannot write samples to {}: {e}", path.display()))
+            })?,
+        )),
+        None => None,
+    };
     let progress = Progress::new(!args.json);
     if !args.json && io::stdout().is_terminal() {
         let names: Vec<String> = settings
@@ -1319,8 +1758,20 @@ pub fn run(args: Args) -> Result<(), Error> {
             format!("{} rounds", settings.rounds)
         };
         let alternating = if names.len() > 1 { ", alternating" } else { "" };
+        let services = if settings
+            .measurements
+            .iter()
+            .any(|m| matches!(m, Measurement::Discard | Measurement::Chargen))
+        {
+            format!(
+                "echo, discard (port {}), chargen (port {})",
+                settings.discard_port, settings.chargen_port
+            )
+        } else {
+            "echo".to_owned()
+        };
         println!(
-            "hostnet bench: echo at {}; {rounds}{alternating}",
+            "hostnet bench: {services} at {}; {rounds}{alternating}",
             names.join(" vs ")
         );
     }
@@ -1333,6 +1784,12 @@ pub fn run(args: Args) -> Result<(), Error> {
         write!(out, "{}", table(&reports, &settings))
     };
     let _ = printed.and_then(|()| out.flush());
+    drop(out);
+    if let Some((path, file)) = samples {
+        write_samples(file, &reports).map_err(|e| {
+            Error::failure(format!("cannot write samples to {}: {e}", path.display()))
+        })?;
+    }
     let failures: Vec<String> = reports
         .iter()
         .flat_map(|r| {
@@ -1374,6 +1831,59 @@ mod tests {
         assert_eq!(expected(&p, PERIOD as u64 * 7 + 5, 10), &p[5..15]);
         // A run of 251 bytes lost or repeated changes what comes next.
         assert_ne!(&p[..251], &p[251..502]);
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[7.0]), Some(7.0));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn only_complete_rounds_count_among_the_rates() {
+        let mut total = Throughput::default();
+        let round = |verified, ms| Throughput {
+            expected: 1000,
+            verified,
+            elapsed: Duration::from_millis(ms),
+            rounds: Vec::new(),
+        };
+        total.add(&round(1000, 1), true);
+        total.add(&round(400, 1), false);
+        total.add(&round(1000, 4), true);
+        assert_eq!((total.expected, total.verified), (3000, 2400));
+        assert_eq!(total.rounds, [1_000_000.0, 250_000.0]);
+        assert_eq!(total.median(), Some(625_000.0));
+    }
+
+    #[test]
+    fn the_chargen_check_names_the_first_wrong_byte() {
+        let stream = chargen_stream();
+        let period = chargen::PERIOD as u64;
+        // Any offset, across the end of a period: right bytes pass.
+        for offset in [0, 5, period - 3, 3 * period + 1000] {
+            let mut received = vec![0u8; 20_000];
+            chargen::fill((offset % period) as usize, &mut received);
+            assert_eq!(
+                chargen_mismatch(&stream, offset, &received),
+                None,
+                "{offset}"
+            );
+        }
+        let offset = 2 * period + 17;
+        let mut received = vec![0u8; 9_000];
+        chargen::fill((offset % period) as usize, &mut received);
+        let right = received[4321];
+        received[4321] = b'#' ^ 0x80;
+        received[5000] ^= 1; // a later one is not the one named
+        assert_eq!(
+            chargen_mismatch(&stream, offset, &received),
+            Some((offset + 4321, right, b'#' ^ 0x80))
+        );
+        assert_eq!(show_byte(b'A'), "0x41 'A'");
+        assert_eq!(show_byte(b'\r'), "0x0d");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! Each subcommand module turns its own arguments into the settings it runs with.
 
 use clap::{Parser, Subcommand};
-use tapstack::config::{DEFAULT_TAP, ECHO_PORT, STACK_IPV4, STACK_IPV6, UPPER_PORT};
+use tapstack::config::{
+    CHARGEN_PORT, DEFAULT_TAP, DISCARD_PORT, ECHO_PORT, STACK_IPV4, STACK_IPV6, UPPER_PORT,
+};
 
 use crate::{Error, bench, doctor, serve, tcp, udp};
 
@@ -25,10 +27,11 @@ pub enum Command {
     /// UDP sender: one datagram per argument (or stdin line), one reply each.
     #[command(after_help = udp::examples())]
     Udp(udp::Args),
-    /// Serve echo and upper-case on the host's kernel stack (TCP and UDP).
+    /// Serve echo, upper-case, discard and chargen on the host's kernel stack (TCP and UDP).
     #[command(after_help = serve::examples())]
     Serve(serve::Args),
-    /// Measure an echo service: throughput, round-trip time, connection rate, concurrency.
+    /// Measure a target: echo throughput, round-trip time, connection rate, concurrency;
+    /// discard and chargen throughput.
     #[command(after_help = bench::examples())]
     Bench(bench::Args),
     /// Check the host side of the TAP before a first run.
@@ -64,11 +67,15 @@ fn examples() -> String {
             "prints MIXEDCASESTRING",
         ),
         (
-            "hostnet serve --echo-port 7007".to_string(),
+            format!("hostnet tcp {v4} chargen --bytes 740"),
+            "the first 10 lines of chargen",
+        ),
+        (
+            "sudo hostnet serve".to_string(),
             "the same services on the kernel's stack",
         ),
         (
-            format!("hostnet bench {v4} --vs 127.0.0.1:7007"),
+            format!("hostnet bench {v4} --vs 127.0.0.1"),
             "tapstack against the kernel, side by side",
         ),
     ];
@@ -82,7 +89,8 @@ fn examples() -> String {
         .map(|(command, what)| format!("  {command:<width$}   {what}\n"))
         .collect();
     format!(
-        "The stack (tapstack) answers at {v4} and {v6}: echo on port {ECHO_PORT}, upper-case on port {UPPER_PORT}.
+        "The stack (tapstack) answers at {v4} and {v6}: echo on port {ECHO_PORT}, upper-case on port {UPPER_PORT},
+discard on port {DISCARD_PORT}, chargen on port {CHARGEN_PORT}.
 
 Examples:
 {examples}

@@ -7,8 +7,8 @@
 //! |------------|--------------|-----------------------------------------------------------------|
 //! | `tcp`      | [`tcp`]      | a TCP client: stdin to the socket, the socket to stdout         |
 //! | `udp`      | [`udp`]      | a UDP sender: one datagram per argument or line, one reply each |
-//! | `serve`    | [`serve`]    | echo and upper-case on the kernel's own stack (the baseline)    |
-//! | `bench`    | [`mod@bench`] | throughput, round-trip time, connection rate, concurrency       |
+//! | `serve`    | [`serve`]    | echo, upper-case, discard, chargen on the kernel's own stack (the baseline) |
+//! | `bench`    | [`mod@bench`] | throughput (echo, discard, chargen), round-trip time, connection rate, concurrency |
 //! | `doctor`   | [`doctor`]   | checks the host side of the TAP before a first run              |
 //!
 //! Defaults (ports, addresses, the TAP's name) and the byte transforms come

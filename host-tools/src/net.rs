@@ -6,18 +6,21 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use tapstack::config::{ECHO_PORT, UPPER_PORT};
+use tapstack::config::{CHARGEN_PORT, DISCARD_PORT, ECHO_PORT, UPPER_PORT};
 
 use crate::Error;
 
 /// Parses a service port as typed: a number from 1 to 65535, or the name of
-/// one of the stack's services (`echo`, `upper`), with the same rules as the
-/// stack's own parser.
+/// one of the stack's services (`echo`, `upper`, `discard`, `chargen`), with
+/// the same rules as the stack's own parser.
 pub fn parse_port(s: &str) -> Result<u16, String> {
     match s {
         "echo" => Ok(ECHO_PORT),
         "upper" | "upper-case" => Ok(UPPER_PORT),
-        _ => tapstack::config::parse_port(s).map_err(|e| format!("{s:?}: {e}, or echo / upper")),
+        "discard" => Ok(DISCARD_PORT),
+        "chargen" => Ok(CHARGEN_PORT),
+        _ => tapstack::config::parse_port(s)
+            .map_err(|e| format!("{s:?}: {e}, or echo / upper / discard / chargen")),
     }
 }
 
@@ -219,6 +222,16 @@ mod tests {
         assert_eq!(parse_port("7"), Ok(7));
         assert_eq!(parse_port("echo"), Ok(ECHO_PORT));
         assert_eq!(parse_port("upper"), Ok(UPPER_PORT));
+        assert_eq!(parse_port("upper-case"), Ok(UPPER_PORT));
+        assert_eq!(parse_port("discard"), Ok(9));
+        assert_eq!(parse_port("chargen"), Ok(19));
+        assert!(parse_port("Discard").is_err());
+        assert!(
+            parse_port("daytime")
+                .unwrap_err()
+                .contains("echo / upper / discard / chargen"),
+            "the error names every service"
+        );
         assert!(parse_port("0").is_err());
         assert!(parse_port("65536").is_err());
         assert!(parse_port("x").is_err());

@@ -1,9 +1,16 @@
 //! `hostnet serve`: the lessons' socketserver, on the host's kernel stack.
 //!
-//! The same services as tapstack (echo and upper-case, TCP and UDP, IPv4 and
-//! IPv6) with the same byte transforms, taken from the core
-//! ([`tapstack::services`]), so the two serve the same bytes and a benchmark
-//! of one against the other compares the stacks, not the services.
+//! The same services as tapstack (echo, upper-case, discard and chargen, TCP
+//! and UDP, IPv4 and IPv6) with the same byte transforms and the same
+//! chargen pattern, taken from the core ([`tapstack::services`]), so the two
+//! serve the same bytes and a benchmark of one against the other compares
+//! the stacks, not the services:
+//! - echo, upper-case: every byte answered with its transform;
+//! - discard (RFC 863): TCP reads and drops everything and closes once the
+//!   client has half-closed; UDP drops every datagram, unanswered;
+//! - chargen (RFC 864): TCP sends the pattern for as long as the client
+//!   reads, drops what it sends, and closes once it half-closes; UDP answers
+//!   the k-th datagram a socket receives (from 0) with line k of the pattern.
 //!
 //! Shape, as in mini-redis: [`bind`] makes the [`Listeners`], [`serve`] runs
 //! them until a [`Shutdown`] fires, and both are parameters so tests drive a
@@ -24,8 +31,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use tapstack::config::{ECHO_PORT, UPPER_PORT};
-use tapstack::services::Service;
+use tapstack::config::{CHARGEN_PORT, DISCARD_PORT, ECHO_PORT, UPPER_PORT};
+use tapstack::services::{Kind, Service, chargen};
 
 use crate::Error;
 use crate::net::{self, display_addr};
@@ -38,8 +45,11 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub const MAX_CONNECTIONS: usize = 512;
 /// The largest UDP payload (65535 - 8 - 20): any datagram fits the buffer.
 const MAX_DATAGRAM: usize = 65_507;
-/// Bytes moved per read on a TCP connection.
+/// Bytes moved per read on an echo or upper-case connection.
 const CHUNK: usize = 64 * 1024;
+/// Bytes moved per read or write on a discard or chargen connection: large,
+/// so the kernel baseline spends its time in the stack, not in system calls.
+const BULK_CHUNK: usize = 256 * 1024;
 /// Datagrams or accepts handled per listener per wake, so one busy listener
 /// cannot starve the others.
 const BURST: usize = 64;
@@ -64,6 +74,12 @@ pub struct Args {
     /// Upper-case port, TCP and UDP (0: any free port).
     #[arg(long, value_name = "PORT", default_value_t = UPPER_PORT, value_parser = net::parse_listen_port)]
     pub upper_port: u16,
+    /// Discard port (RFC 863), TCP and UDP (0: any free port).
+    #[arg(long, value_name = "PORT", default_value_t = DISCARD_PORT, value_parser = net::parse_listen_port)]
+    pub discard_port: u16,
+    /// Chargen port (RFC 864), TCP and UDP (0: any free port).
+    #[arg(long, value_name = "PORT", default_value_t = CHARGEN_PORT, value_parser = net::parse_listen_port)]
+    pub chargen_port: u16,
     /// TCP connections served at once; more are closed at once.
     #[arg(long, value_name = "N", default_value_t = MAX_CONNECTIONS)]
     pub max_connections: usize,
@@ -79,10 +95,11 @@ pub struct Args {
 pub fn examples() -> String {
     format!(
         "Examples:
-  sudo hostnet serve                                      echo on {ECHO_PORT}, upper-case on {UPPER_PORT}, all addresses
-  hostnet serve --echo-port 7007                          no root needed above port 1023
-  hostnet serve --bind 127.0.0.1 --bind ::1 --echo-port 0 --upper-port 0
-                                                          loopback only, any free ports (printed)
+  sudo hostnet serve          echo on {ECHO_PORT}, upper-case on {UPPER_PORT}, discard on {DISCARD_PORT}, chargen on {CHARGEN_PORT}, all addresses
+  hostnet serve --echo-port 7007 --discard-port 7009 --chargen-port 7019
+                              no root needed above port 1023
+  hostnet serve --bind 127.0.0.1 --bind ::1 --echo-port 0 --upper-port 0 --discard-port 0 --chargen-port 0
+                              loopback only, any free ports (printed)
 
 When every listener is bound it prints one line per service, then `hostnet: ready`:
   hostnet: serving echo on tcp+udp 127.0.0.1:40123
@@ -138,7 +155,7 @@ pub fn bind(addrs: &[IpAddr], services: &[Service]) -> Result<Listeners, Error> 
                 {
                     attempt += 1;
                 }
-                Err((addr, e)) => return Err(describe_bind(&e, addr, service)),
+                Err((addr, e)) => return Err(describe_bind(&e, addr, service, services)),
             }
         };
         all.extend(bound);
@@ -165,17 +182,31 @@ fn try_bind(addrs: &[IpAddr], service: Service) -> Result<Vec<Listener>, (Socket
     Ok(bound)
 }
 
-fn describe_bind(err: &io::Error, addr: SocketAddr, service: Service) -> Error {
-    let flag = if service.name == tapstack::services::echo::NAME {
-        "--echo-port"
-    } else {
-        "--upper-port"
-    };
+/// The command-line flag that sets `service`'s port.
+fn port_flag(service: &Service) -> String {
+    match service.name {
+        tapstack::services::upper::NAME => "--upper-port".into(),
+        name => format!("--{name}-port"),
+    }
+}
+
+/// Says why binding `service` on `addr` failed; for a privileged port, the
+/// flags that move every service asked for below 1024 (not just this one),
+/// so one retry is enough.
+fn describe_bind(err: &io::Error, addr: SocketAddr, service: Service, all: &[Service]) -> Error {
+    let flag = port_flag(&service);
     Error::failure(match err.kind() {
-        io::ErrorKind::PermissionDenied => format!(
-            "permission denied listening on {addr}: ports below 1024 need root (or CAP_NET_BIND_SERVICE); try {flag} {}",
-            7000 + service.port
-        ),
+        io::ErrorKind::PermissionDenied => {
+            let moves: Vec<String> = all
+                .iter()
+                .filter(|s| (1..1024).contains(&s.port))
+                .map(|s| format!("{} {}", port_flag(s), 7000 + s.port))
+                .collect();
+            format!(
+                "permission denied listening on {addr}: ports below 1024 need root (or CAP_NET_BIND_SERVICE); try {}",
+                moves.join(" ")
+            )
+        }
         io::ErrorKind::AddrInUse => format!(
             "{addr} is already in use by another program (another hostnet serve?); try {flag} with another port"
         ),
@@ -263,6 +294,7 @@ struct Counters {
     tcp_bytes: AtomicU64,
     datagrams: AtomicU64,
     udp_bytes: AtomicU64,
+    discarded: AtomicU64,
 }
 
 /// What a server did, once stopped.
@@ -278,6 +310,9 @@ pub struct Totals {
     pub datagrams: u64,
     /// Bytes answered over UDP.
     pub udp_bytes: u64,
+    /// Bytes received and dropped: discard's (TCP and UDP) and what chargen's
+    /// TCP clients sent.
+    pub discarded: u64,
 }
 
 /// Serves until `shutdown` fires, then waits for every connection to end
@@ -300,6 +335,8 @@ pub fn serve(listeners: Listeners, shutdown: Shutdown, config: Config) -> io::Re
         })
         .collect();
     let mut datagram = vec![0u8; MAX_DATAGRAM];
+    // Datagrams each UDP socket has received: chargen answers the k-th with line k.
+    let mut received = vec![0usize; listeners.0.len()];
     let tick_ms = libc::c_int::try_from(TICK.as_millis()).unwrap_or(100);
 
     while !shutdown.is_triggered() {
@@ -318,7 +355,7 @@ pub fn serve(listeners: Listeners, shutdown: Shutdown, config: Config) -> io::Re
                 accept_burst(l, &shutdown, config, &counters, &mut workers);
             }
             if fds[2 * i + 1].revents != 0 {
-                answer_burst(l, &mut datagram, config, &counters);
+                answer_burst(l, &mut received[i], &mut datagram, config, &counters);
             }
         }
     }
@@ -329,6 +366,7 @@ pub fn serve(listeners: Listeners, shutdown: Shutdown, config: Config) -> io::Re
         tcp_bytes: counters.tcp_bytes.load(Ordering::Relaxed),
         datagrams: counters.datagrams.load(Ordering::Relaxed),
         udp_bytes: counters.udp_bytes.load(Ordering::Relaxed),
+        discarded: counters.discarded.load(Ordering::Relaxed),
     })
 }
 
@@ -489,9 +527,25 @@ fn accept_burst(
     }
 }
 
+/// Serves one TCP connection as its service does, until the client is done.
+/// Returns the bytes answered (echo, upper-case, chargen) or dropped (discard).
+fn serve_connection(
+    stream: TcpStream,
+    service: Service,
+    shutdown: &Shutdown,
+    idle_timeout: Duration,
+    counters: &Counters,
+) -> u64 {
+    match service.kind {
+        Kind::Transform => answer_stream(stream, service, shutdown, idle_timeout, counters),
+        Kind::Discard => discard_stream(stream, shutdown, idle_timeout, counters),
+        Kind::Chargen => chargen_stream(stream, shutdown, idle_timeout, counters),
+    }
+}
+
 /// Echoes one TCP connection through the service's transform until the
 /// client closes its side; then closes ours. Returns the bytes answered.
-fn serve_connection(
+fn answer_stream(
     mut stream: TcpStream,
     service: Service,
     shutdown: &Shutdown,
@@ -537,22 +591,163 @@ fn serve_connection(
     answered
 }
 
-fn answer_burst(l: &Listener, buf: &mut [u8], config: Config, counters: &Counters) {
+/// Reads and drops one TCP connection until the client half-closes; then
+/// closes ours, so the client knows every byte was taken. Returns the bytes
+/// dropped.
+fn discard_stream(
+    mut stream: TcpStream,
+    shutdown: &Shutdown,
+    idle_timeout: Duration,
+    counters: &Counters,
+) -> u64 {
+    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(TICK)).is_err() {
+        return 0;
+    }
+    let mut buf = vec![0u8; BULK_CHUNK];
+    let mut dropped = 0u64;
+    let mut last_heard = Instant::now();
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                let _ = stream.shutdown(Direction::Write);
+                break;
+            }
+            Ok(n) => {
+                dropped += n as u64;
+                counters.discarded.fetch_add(n as u64, Ordering::Relaxed);
+                last_heard = Instant::now();
+            }
+            Err(e) if net::is_timeout(&e) => {
+                if shutdown.is_triggered() || last_heard.elapsed() >= idle_timeout {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    dropped
+}
+
+/// The chargen stream from any offset below [`chargen::PERIOD`] for
+/// [`BULK_CHUNK`] bytes is a slice of this: a write is then one system call
+/// on a slice, with no copy.
+fn chargen_buffer() -> Vec<u8> {
+    let mut stream = vec![0u8; chargen::PERIOD + BULK_CHUNK];
+    chargen::fill(0, &mut stream);
+    stream
+}
+
+/// Sends the chargen pattern on one TCP connection for as long as the client
+/// reads, dropping whatever it sends, until it half-closes (then closes
+/// ours), resets, or neither reads nor sends for `idle_timeout`. One
+/// `poll(2)` watches both ways, so a client that stops reading cannot keep
+/// the worker from seeing its close or the shutdown. Returns the bytes sent.
+fn chargen_stream(
+    mut stream: TcpStream,
+    shutdown: &Shutdown,
+    idle_timeout: Duration,
+    counters: &Counters,
+) -> u64 {
+    if stream.set_nonblocking(true).is_err() {
+        return 0;
+    }
+    let pattern = chargen_buffer();
+    let mut sink = vec![0u8; CHUNK];
+    let mut offset = 0usize; // in the pattern, below PERIOD
+    let mut sent = 0u64;
+    let mut last_progress = Instant::now();
+    let tick_ms = libc::c_int::try_from(TICK.as_millis()).unwrap_or(100);
+    while !shutdown.is_triggered() && last_progress.elapsed() < idle_timeout {
+        let mut fd = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd for the duration of the call; the
+        // descriptor belongs to `stream`.
+        let ready = unsafe { libc::poll(&mut fd, 1, tick_ms) };
+        if ready <= 0 {
+            continue; // the tick, or a signal: the loop condition decides
+        }
+        if fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+            match stream.read(&mut sink) {
+                Ok(0) => return sent, // the client's FIN: dropping `stream` closes ours
+                Ok(n) => {
+                    counters.discarded.fetch_add(n as u64, Ordering::Relaxed);
+                    last_progress = Instant::now();
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => return sent, // reset by the client
+            }
+        }
+        if fd.revents & libc::POLLOUT != 0 {
+            // Fill the send buffer until the kernel says it is full.
+            loop {
+                match stream.write(&pattern[offset..offset + BULK_CHUNK]) {
+                    Ok(n) => {
+                        offset = (offset + n) % chargen::PERIOD;
+                        sent += n as u64;
+                        counters.tcp_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        last_progress = Instant::now();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return sent, // reset, or the client has gone
+                }
+            }
+        }
+    }
+    sent
+}
+
+/// Answers a burst of datagrams on `l`; `received` counts the datagrams
+/// this socket has received (chargen answers the k-th with line k).
+fn answer_burst(
+    l: &Listener,
+    received: &mut usize,
+    buf: &mut [u8],
+    config: Config,
+    counters: &Counters,
+) {
     for _ in 0..BURST {
         let (n, peer) = match l.udp.recv_from(buf) {
             Ok(got) => got,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(_) => continue, // e.g. a stale ICMP error for an earlier reply
         };
-        let reply = &mut buf[..n];
-        (l.service.transform)(reply);
+        let index = *received;
+        *received = received.wrapping_add(1);
+        let reply: &[u8] = match l.service.kind {
+            Kind::Transform => {
+                (l.service.transform)(&mut buf[..n]);
+                &buf[..n]
+            }
+            Kind::Chargen => chargen::line(index),
+            Kind::Discard => {
+                counters.discarded.fetch_add(n as u64, Ordering::Relaxed);
+                if config.verbose {
+                    eprintln!(
+                        "hostnet: {} udp {}: {n} bytes dropped",
+                        l.service.name,
+                        display_addr(peer)
+                    );
+                }
+                continue;
+            }
+        };
+        let len = reply.len();
         match l.udp.send_to(reply, peer) {
             Ok(_) => {
                 counters.datagrams.fetch_add(1, Ordering::Relaxed);
-                counters.udp_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                counters.udp_bytes.fetch_add(len as u64, Ordering::Relaxed);
                 if config.verbose {
                     eprintln!(
-                        "hostnet: {} udp {}: {n} bytes",
+                        "hostnet: {} udp {}: {n} bytes in, {len} bytes out",
                         l.service.name,
                         display_addr(peer)
                     );
@@ -574,6 +769,8 @@ pub fn run(args: Args) -> Result<(), Error> {
     let services = [
         Service::echo(args.echo_port),
         Service::upper(args.upper_port),
+        Service::discard(args.discard_port),
+        Service::chargen(args.chargen_port),
     ];
     let listeners = if args.bind.is_empty() {
         // `::` takes IPv4 too (bindv6only=0); where IPv6 is off, fall back.
@@ -601,12 +798,13 @@ pub fn run(args: Args) -> Result<(), Error> {
     let totals = serve(listeners, Shutdown::on_signals(), config)
         .map_err(|e| Error::failure(format!("serving: {e}")))?;
     eprintln!(
-        "hostnet: stopped: {} tcp connections ({} turned away), {} tcp bytes, {} datagrams ({} bytes)",
+        "hostnet: stopped: {} tcp connections ({} turned away), {} tcp bytes, {} datagrams ({} bytes), {} bytes discarded",
         totals.connections,
         totals.turned_away,
         totals.tcp_bytes,
         totals.datagrams,
-        totals.udp_bytes
+        totals.udp_bytes,
+        totals.discarded
     );
     Ok(())
 }
@@ -623,6 +821,106 @@ mod tests {
             assert_eq!(l.tcp.local_addr().unwrap(), l.udp.local_addr().unwrap());
             assert_ne!(l.tcp.local_addr().unwrap().port(), 0);
         }
+    }
+
+    #[test]
+    fn a_privileged_port_names_every_flag_to_move() {
+        let services = [
+            Service::echo(7),
+            Service::upper(11111),
+            Service::discard(9),
+            Service::chargen(19),
+        ];
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        let addr: SocketAddr = "[::]:7".parse().unwrap();
+        let message = describe_bind(&denied, addr, services[0], &services).to_string();
+        assert!(
+            message.ends_with("try --echo-port 7007 --discard-port 7009 --chargen-port 7019"),
+            "{message}"
+        );
+        let taken = io::Error::from(io::ErrorKind::AddrInUse);
+        let message = describe_bind(&taken, addr, services[3], &services).to_string();
+        assert!(
+            message.contains("try --chargen-port with another port"),
+            "{message}"
+        );
+    }
+
+    /// UDP: chargen answers the k-th datagram of each socket with line k;
+    /// discard answers none. TCP: chargen's stream is the pattern from byte
+    /// 0, and it closes on the client's FIN; discard closes on it too.
+    #[test]
+    fn discard_and_chargen_as_the_stack_serves_them() {
+        let addrs = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+        let listeners = bind(&addrs, &[Service::discard(0), Service::chargen(0)]).unwrap();
+        let discard = listeners
+            .addr_of(tapstack::services::discard::NAME)
+            .unwrap();
+        let chargen = listeners.addr_of(chargen::NAME).unwrap();
+        let shutdown = Shutdown::new();
+        let server = {
+            let shutdown = shutdown.clone();
+            thread::spawn(move || serve(listeners, shutdown, Config::default()))
+        };
+        let t = Some(Duration::from_secs(30));
+
+        let to_discard = UdpSocket::bind("127.0.0.1:0").unwrap();
+        to_discard.send_to(b"dropped", discard).unwrap();
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        u.set_read_timeout(t).unwrap();
+        let mut buf = [0u8; 128];
+        for k in 0..3 {
+            u.send_to(b"any", chargen).unwrap();
+            let (n, from) = u.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                (&buf[..n], from),
+                (chargen::line(k), chargen),
+                "datagram {k}"
+            );
+        }
+        // Loopback delivers a datagram before send_to returns, and the
+        // server reads discard before chargen: by the reply above, discard
+        // had its datagram, and an answer to it would be queued already.
+        to_discard.set_nonblocking(true).unwrap();
+        let none = to_discard.recv_from(&mut buf).unwrap_err();
+        assert_eq!(none.kind(), io::ErrorKind::WouldBlock, "discard answered");
+
+        let mut s = TcpStream::connect(chargen).unwrap();
+        s.set_read_timeout(t).unwrap();
+        let mut first = vec![0u8; 3 * chargen::PERIOD + 11];
+        s.read_exact(&mut first).unwrap();
+        let mut pattern = vec![0u8; first.len()];
+        chargen::fill(0, &mut pattern);
+        assert!(first == pattern, "the stream is the pattern from byte 0");
+        s.write_all(b"ignored").unwrap();
+        s.shutdown(Direction::Write).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap(); // ends: chargen closed on our FIN
+        let mut more = vec![0u8; rest.len()];
+        chargen::fill(first.len(), &mut more);
+        assert!(rest == more, "what came after is still the pattern");
+
+        let mut s = TcpStream::connect(discard).unwrap();
+        s.set_read_timeout(t).unwrap();
+        s.write_all(&vec![b'x'; 300_000]).unwrap();
+        s.shutdown(Direction::Write).unwrap();
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).unwrap(); // ends: discard closed on our FIN
+        assert!(back.is_empty(), "discard sent {} bytes", back.len());
+
+        shutdown.trigger();
+        let totals = server.join().unwrap().unwrap();
+        assert_eq!(
+            totals.discarded,
+            7 + 7 + 300_000,
+            "dropped: udp, chargen tcp, discard tcp"
+        );
+        assert_eq!((totals.datagrams, totals.udp_bytes), (3, 3 * 74));
+        assert_eq!(
+            totals.tcp_bytes,
+            (first.len() + rest.len()) as u64,
+            "bytes chargen sent"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! ends the client half-closes (sends FIN) and keeps reading until the server
 //! closes too, so the whole reply is printed, the same way in a pipe and at a
 //! terminal. Waiting for the user has no timeout; waiting for the server once
-//! the input has ended does (`--timeout`).
+//! the input has ended does (`--timeout`). `--bytes N` stops after N bytes
+//! received, for a server that never stops talking (chargen).
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -14,11 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tapstack::config::{ECHO_PORT, STACK_IPV4, STACK_IPV6, UPPER_PORT};
+use tapstack::config::{CHARGEN_PORT, ECHO_PORT, STACK_IPV4, STACK_IPV6, UPPER_PORT};
 
 use crate::Error;
 use crate::net::{self, Family};
-use crate::units::{fmt_duration, parse_duration};
+use crate::units::{fmt_duration, parse_duration, parse_size};
 
 /// How often the reading side looks at the clock while the socket is quiet.
 const TICK: Duration = Duration::from_millis(100);
@@ -30,12 +31,17 @@ const CHUNK: usize = 64 * 1024;
 pub struct Args {
     /// Host: an IPv4 or IPv6 address, or a name.
     pub host: String,
-    /// Port: a number, or `echo` / `upper` for the stack's services.
+    /// Port: a number, or `echo` / `upper` / `discard` / `chargen` for the stack's services.
     #[arg(value_parser = net::parse_port)]
     pub port: u16,
     /// Send TEXT (instead of stdin), half-close, print the whole reply.
     #[arg(long, value_name = "TEXT")]
     pub send: Option<String>,
+    /// Stop after receiving BYTES (exactly that many are printed) and close,
+    /// whatever the server still sends: for chargen's endless stream. The
+    /// end of the input then does not half-close.
+    #[arg(short = 'n', long, value_name = "BYTES", value_parser = parse_size)]
+    pub bytes: Option<u64>,
     /// Send CRLF line ends, like telnet (nc -C).
     #[arg(short = 'C', long)]
     pub crlf: bool,
@@ -63,6 +69,8 @@ pub fn examples() -> String {
   hostnet tcp {v6} upper --send 'hello'          prints HELLO
   printf 'abc\\n' | hostnet tcp -v {v4} {UPPER_PORT}    piped: sends, half-closes, prints the reply
   hostnet tcp -C {v4} {ECHO_PORT}                     CRLF line ends, like telnet
+  hostnet tcp {v4} chargen --bytes 740      the first 10 lines of chargen (port {CHARGEN_PORT})
+  hostnet tcp {v4} discard < file           sends the file, closes once discard has it all
 
 Exit codes: 0 done, 1 refused / unreachable / timed out / reset, 2 bad usage."
     )
@@ -96,8 +104,11 @@ pub fn run(args: Args) -> Result<(), Error> {
         conn.stream,
         input,
         &mut io::stdout(),
-        args.crlf,
-        args.timeout,
+        Options {
+            crlf: args.crlf,
+            timeout: args.timeout,
+            limit: args.bytes,
+        },
     );
     if args.verbose {
         eprintln!(
@@ -106,6 +117,7 @@ pub fn run(args: Args) -> Result<(), Error> {
             outcome.received,
             fmt_duration(started.elapsed()),
             match &outcome.error {
+                None if outcome.at_limit => "closed by us at --bytes",
                 None => "closed by peer",
                 Some(_) => "failed",
             }
@@ -124,8 +136,22 @@ pub struct Outcome {
     pub sent: u64,
     /// Bytes read from the socket (and written out).
     pub received: u64,
+    /// It ended because [`Options::limit`] bytes were received.
+    pub at_limit: bool,
     /// Why it ended early, if it did.
     pub error: Option<ExchangeError>,
+}
+
+/// How an exchange runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Send CRLF line ends.
+    pub crlf: bool,
+    /// Silence allowed once the input has ended.
+    pub timeout: Duration,
+    /// Stop after receiving this many bytes (and write out exactly that
+    /// many); the end of the input then does not half-close.
+    pub limit: Option<u64>,
 }
 
 /// Why an exchange ended early.
@@ -151,14 +177,19 @@ fn describe(err: &ExchangeError, peer: SocketAddr, timeout: Duration) -> String 
 }
 
 /// Moves `input` to `stream` and `stream` to `output` at once, until the peer
-/// closes. `timeout` bounds the silence after the input has ended.
+/// closes (or `options.limit` bytes came). `options.timeout` bounds the
+/// silence after the input has ended.
 pub fn exchange(
     stream: TcpStream,
     input: Box<dyn Read + Send>,
     output: &mut dyn Write,
-    crlf: bool,
-    timeout: Duration,
+    options: Options,
 ) -> Outcome {
+    let Options {
+        crlf,
+        timeout,
+        limit,
+    } = options;
     let done_sending = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let send_error: Arc<std::sync::Mutex<Option<io::Error>>> = Arc::default();
@@ -171,7 +202,11 @@ pub fn exchange(
             thread::spawn(move || {
                 let result = pump_input(input, &writer, crlf, &count);
                 // FIN: tells the server this is all; it answers and closes.
-                let _ = writer.shutdown(Shutdown::Write);
+                // With a limit the bytes asked for decide the end, and a FIN
+                // would stop a server such as chargen before they come.
+                if limit.is_none() {
+                    let _ = writer.shutdown(Shutdown::Write);
+                }
                 if let (Err(e), Ok(mut slot)) = (result, error.lock()) {
                     *slot = Some(e);
                 }
@@ -182,12 +217,14 @@ pub fn exchange(
             return Outcome {
                 sent: 0,
                 received: 0,
+                at_limit: false,
                 error: Some(ExchangeError::Socket(e)),
             };
         }
     }
 
     let mut received = 0u64;
+    let mut at_limit = limit == Some(0);
     let mut error = None;
     let mut stream = stream;
     if let Err(e) = stream.set_read_timeout(Some(TICK)) {
@@ -195,11 +232,14 @@ pub fn exchange(
     }
     let mut buf = vec![0u8; CHUNK];
     let mut quiet_since: Option<Instant> = None;
-    while error.is_none() {
+    while error.is_none() && !at_limit {
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
+                // Within the limit: the rest of this read is dropped.
+                let n = limit.map_or(n, |l| n.min(usize::try_from(l - received).unwrap_or(n)));
                 received += n as u64;
+                at_limit = limit == Some(received);
                 quiet_since = None;
                 match output.write_all(&buf[..n]).and_then(|()| output.flush()) {
                     Ok(()) => {}
@@ -231,6 +271,7 @@ pub fn exchange(
     Outcome {
         sent: sent.load(Ordering::Acquire),
         received,
+        at_limit,
         error,
     }
 }
@@ -294,10 +335,57 @@ mod tests {
         let stream = TcpStream::connect(addr).unwrap();
         let mut out = Vec::new();
         let input = Box::new(io::Cursor::new(b"line one\nline two\n".to_vec()));
-        let outcome = exchange(stream, input, &mut out, true, Duration::from_secs(5));
+        let options = Options {
+            crlf: true,
+            timeout: Duration::from_secs(5),
+            limit: None,
+        };
+        let outcome = exchange(stream, input, &mut out, options);
         assert!(outcome.error.is_none(), "{:?}", outcome.error);
         assert_eq!(out, b"LINE ONE\r\nLINE TWO\r\n");
         assert_eq!((outcome.sent, outcome.received), (20, 20));
+    }
+
+    /// `--bytes`: exactly that many bytes out of an endless stream, no FIN
+    /// at the end of the input (chargen would stop), then our close.
+    #[test]
+    fn a_limit_takes_exactly_that_many_bytes_of_an_endless_stream() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+            let mut line = [0u8; 1];
+            let mut offset = 0;
+            let mut chunk = [0u8; 1000];
+            let mut sent = 0;
+            // Until the client's FIN (read as Ok(0)) or close; returns what
+            // was sent by then.
+            while !matches!(s.read(&mut line), Ok(0)) {
+                offset = tapstack::services::chargen::fill(offset, &mut chunk);
+                if s.write_all(&chunk).is_err() {
+                    break;
+                }
+                sent += chunk.len();
+            }
+            sent
+        });
+        let stream = TcpStream::connect(addr).unwrap();
+        let mut out = Vec::new();
+        let options = Options {
+            crlf: false,
+            timeout: Duration::from_secs(5),
+            limit: Some(123_456),
+        };
+        let outcome = exchange(stream, Box::new(io::empty()), &mut out, options);
+        assert!(outcome.error.is_none(), "{:?}", outcome.error);
+        assert!(outcome.at_limit);
+        assert_eq!(outcome.received, 123_456);
+        let mut expected = vec![0u8; 123_456];
+        tapstack::services::chargen::fill(0, &mut expected);
+        assert!(out == expected, "exactly the first 123456 bytes");
+        let sent = server.join().unwrap();
+        assert!(sent >= 123_456, "the client ended after {sent} bytes");
     }
 
     #[test]
@@ -307,7 +395,12 @@ mod tests {
         let (_held, _) = listener.accept().unwrap(); // accepted, never answers
         let mut out = Vec::new();
         let input = Box::new(io::Cursor::new(b"x".to_vec()));
-        let outcome = exchange(stream, input, &mut out, false, Duration::from_millis(300));
+        let options = Options {
+            crlf: false,
+            timeout: Duration::from_millis(300),
+            limit: None,
+        };
+        let outcome = exchange(stream, input, &mut out, options);
         assert!(
             matches!(outcome.error, Some(ExchangeError::Silent)),
             "{:?}",

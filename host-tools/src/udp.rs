@@ -9,12 +9,15 @@
 //! datagrams from that address and port, and reports an ICMP "port
 //! unreachable" for the next receive, so a closed port is told apart from a
 //! lost datagram.
+//!
+//! Discard answers nothing: to it (port 9, or `--no-reply`) each datagram is
+//! only sent, and the wait is a short one for a refusal, not for a reply.
 
 use std::io::{self, BufRead, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use tapstack::config::{STACK_IPV4, STACK_IPV6, UPPER_PORT};
+use tapstack::config::{CHARGEN_PORT, DISCARD_PORT, STACK_IPV4, STACK_IPV6, UPPER_PORT};
 
 use crate::Error;
 use crate::net::{self, Family};
@@ -22,13 +25,17 @@ use crate::units::{fmt_duration, parse_duration};
 
 /// The largest UDP payload over IPv4 (65535 - 20 - 8) and so the receive buffer.
 const MAX_DATAGRAM: usize = 65_507;
+/// With `--no-reply`, how long each datagram waits (at most; `--timeout` if
+/// shorter) for an ICMP port unreachable: from a TAP or loopback peer it
+/// comes back within microseconds, and this leaves room for a loaded machine.
+const REFUSAL_WAIT: Duration = Duration::from_millis(200);
 
 /// `hostnet udp` arguments.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Host: an IPv4 or IPv6 address, or a name.
     pub host: String,
-    /// Port: a number, or `echo` / `upper` for the stack's services.
+    /// Port: a number, or `echo` / `upper` / `discard` / `chargen` for the stack's services.
     #[arg(value_parser = net::parse_port)]
     pub port: u16,
     /// Datagrams to send, one per argument; without any, one per stdin line
@@ -41,6 +48,10 @@ pub struct Args {
     /// Print only the replies (no round-trip times).
     #[arg(short, long)]
     pub quiet: bool,
+    /// Expect no reply (a discard service; implied by port 9): send each
+    /// datagram and wait only briefly for a refusal.
+    #[arg(long)]
+    pub no_reply: bool,
     /// Show the local port the kernel chose and the peer.
     #[arg(short, long, conflicts_with = "quiet")]
     pub verbose: bool,
@@ -58,6 +69,8 @@ pub fn examples() -> String {
   hostnet udp {v4} {UPPER_PORT} MixedCaseString    prints MIXEDCASESTRING and the round-trip time
   hostnet udp {v6} echo one two three        three datagrams, three replies
   printf 'a\\nb\\n' | hostnet udp {v4} upper     one datagram per line
+  hostnet udp {v4} chargen x                one line of chargen (port {CHARGEN_PORT}) per datagram
+  hostnet udp {v4} discard x                sent, no reply expected (port {DISCARD_PORT})
 
 Exit codes: 0 every datagram answered, 1 some got no reply (or the port is closed), 2 bad usage."
     )
@@ -181,24 +194,44 @@ pub fn run(args: Args) -> Result<(), Error> {
     } else {
         Box::new(args.texts.into_iter().map(|t| Ok(t.into_bytes())))
     };
+    let no_reply = args.no_reply || args.port == DISCARD_PORT;
+    let wait = if no_reply {
+        args.timeout.min(REFUSAL_WAIT)
+    } else {
+        args.timeout
+    };
+    // `answered`: datagrams that went as they should (with no_reply, also
+    // those that got no reply).
     let (mut sent, mut answered) = (0u32, 0u32);
     let mut refused = false;
     let mut out = io::stdout();
     for datagram in datagrams {
         let datagram = datagram.map_err(|e| Error::failure(format!("cannot read stdin: {e}")))?;
         sent += 1;
-        match client.ask(&datagram, args.timeout) {
+        match client.ask(&datagram, wait) {
             Ok(Reply::Answered(reply, rtt)) => {
                 answered += 1;
+                // One reply per line; a reply that ends its own line (chargen's
+                // CR LF) gets no second line end.
+                let end: &[u8] = if reply.ends_with(b"\n") { b"" } else { b"\n" };
                 let _ = out
                     .write_all(&reply)
-                    .and_then(|()| out.write_all(b"\n"))
+                    .and_then(|()| out.write_all(end))
                     .and_then(|()| out.flush());
                 if !args.quiet {
                     eprintln!(
                         "hostnet: {} bytes from {peer} in {}",
                         reply.len(),
                         fmt_duration(rtt)
+                    );
+                }
+            }
+            Ok(Reply::Lost) if no_reply => {
+                answered += 1;
+                if !args.quiet {
+                    eprintln!(
+                        "hostnet: {} bytes sent to {peer}; no reply expected",
+                        datagram.len()
                     );
                 }
             }

@@ -1,11 +1,15 @@
 //! Every subcommand against `hostnet serve` on loopback: no root needed, and
 //! no traffic leaves 127.0.0.1 and ::1.
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
+use std::thread;
+
+use tapstack::services::chargen;
 
 use crate::support::{
-    self, assert_consistent, assert_exit, assert_ok, command, json, run, serve_loopback, stderr,
-    stdout, test_bytes, upper,
+    self, assert_consistent, assert_exit, assert_ok, assert_oneway_consistent, chargen_stream,
+    command, json, run, serve_loopback, stderr, stdout, test_bytes, upper,
 };
 
 /// The lessons' UDP session: one datagram, its upper-cased reply and a
@@ -123,6 +127,347 @@ fn tcp_sessions() {
     );
 }
 
+/// Discard and chargen through the clients, as the stack serves them: TCP
+/// discard takes every byte and closes on the client's FIN; TCP chargen
+/// sends the pattern from byte 0 and closes on FIN; UDP chargen answers the
+/// k-th datagram of each socket with line k; UDP discard answers nothing.
+#[test]
+fn discard_and_chargen_sessions() {
+    let serve = serve_loopback();
+    let (discard4, chargen4, chargen6) = (serve.discard[0], serve.chargen[0], serve.chargen[1]);
+
+    let data = test_bytes(300_000, 5);
+    let out = run(
+        command(&["tcp", "-v", "127.0.0.1", &discard4.port().to_string()]),
+        &data,
+    );
+    assert_ok(&out, "tcp to discard");
+    assert_eq!(stdout(&out), "", "discard sends nothing");
+    assert!(
+        stderr(&out).contains("sent 300000 bytes, received 0 bytes")
+            && stderr(&out).contains("closed by peer"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(
+        command(&[
+            "tcp",
+            "-v",
+            "::1",
+            &chargen6.port().to_string(),
+            "--bytes",
+            "100000",
+        ]),
+        b"",
+    );
+    assert_ok(&out, "tcp chargen --bytes");
+    assert!(
+        out.stdout == chargen_stream(100_000),
+        "not the first 100000 bytes of the pattern ({} bytes)",
+        out.stdout.len()
+    );
+    assert!(
+        stderr(&out).contains("closed by us at --bytes"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A FIN ends chargen's stream (else this would read until the bound).
+    let out = run(
+        command(&[
+            "tcp",
+            "127.0.0.1",
+            &chargen4.port().to_string(),
+            "--send",
+            "x",
+        ]),
+        b"",
+    );
+    assert_ok(&out, "tcp chargen, half-closed");
+    assert!(
+        out.stdout == chargen_stream(out.stdout.len()),
+        "what came before the close is the pattern"
+    );
+
+    let out = run(
+        command(&[
+            "udp",
+            "127.0.0.1",
+            &discard4.port().to_string(),
+            "--no-reply",
+            "x",
+            "yz",
+        ]),
+        b"",
+    );
+    assert_ok(&out, "udp discard");
+    assert_eq!(stdout(&out), "");
+    assert_eq!(
+        stderr(&out).matches("no reply expected").count(),
+        2,
+        "{}",
+        stderr(&out)
+    );
+
+    // UDP chargen's replies below also tell that discard has taken these: the
+    // server reads discard's socket before chargen's in each wake, and
+    // loopback queues a datagram before send returns.
+    let out = run(
+        command(&[
+            "udp",
+            "-q",
+            "127.0.0.1",
+            &chargen4.port().to_string(),
+            "a",
+            "b",
+            "c",
+        ]),
+        b"",
+    );
+    assert_ok(&out, "udp chargen");
+    assert_eq!(
+        out.stdout,
+        [chargen::line(0), chargen::line(1), chargen::line(2)].concat(),
+        "lines 0, 1, 2, each ending in its own CR LF"
+    );
+    let out = run(
+        command(&["udp", "-q", "::1", &chargen6.port().to_string(), "x"]),
+        b"",
+    );
+    assert_ok(&out, "udp chargen, the other socket");
+    assert_eq!(out.stdout, chargen::line(0), "counted per socket");
+
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
+    // 300000 over TCP discard, 1 sent to TCP chargen, 3 in UDP datagrams.
+    assert!(err.contains(", 300004 bytes discarded"), "{err}");
+}
+
+/// Bench discard and chargen against two targets: every byte delivered and
+/// verified, one rate per round, the ratios; the server counts the same
+/// bytes; and the table shows the rows.
+#[test]
+fn bench_discard_and_chargen_add_up() {
+    let serve = serve_loopback();
+    let (a, b) = (serve.echo[0].to_string(), serve.echo[1].to_string());
+    let (discard, chargen) = (
+        serve.discard[0].port().to_string(),
+        serve.chargen[0].port().to_string(),
+    );
+    let out = run(
+        command(&[
+            "bench",
+            &a,
+            "--vs",
+            &b,
+            "--discard-port",
+            &discard,
+            "--chargen-port",
+            &chargen,
+            "--only",
+            "discard,chargen",
+            "--oneway-size",
+            "30M",
+            "--rounds",
+            "3",
+            "--json",
+        ]),
+        b"",
+    );
+    assert_ok(&out, "bench discard,chargen --json");
+    let report = json(&out);
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    for t in targets {
+        assert_oneway_consistent(t, 30_000_000, 3);
+        assert!(t.get("tcp").is_none(), "only what was asked for: {t}");
+    }
+    for key in ["discard_throughput", "chargen_throughput"] {
+        assert!(
+            report["ratio"][key].as_f64().is_some_and(|r| r > 0.0),
+            "ratio {key}: {}",
+            report["ratio"]
+        );
+    }
+    assert_eq!(report["settings"]["oneway_size"], 30_000_000);
+
+    let out = run(
+        command(&[
+            "bench",
+            &a,
+            "--discard-port",
+            &discard,
+            "--chargen-port",
+            &chargen,
+            "--only",
+            "chargen,discard",
+            "--oneway-size",
+            "1M",
+            "--rounds",
+            "2",
+        ]),
+        b"",
+    );
+    assert_ok(&out, "bench discard,chargen table");
+    let table = stdout(&out);
+    // Each row's name: what comes before the first two spaces, indent aside.
+    let rows: Vec<&str> = table
+        .lines()
+        .map(|l| l.trim_start().split("  ").next().unwrap())
+        .collect();
+    assert_eq!(
+        rows[1..7],
+        [
+            "discard, host to target",
+            "bytes delivered",
+            "rounds, Gbit/s",
+            "chargen, target to host",
+            "bytes verified",
+            "rounds, Gbit/s",
+        ],
+        "{table}"
+    );
+    assert_eq!(table.matches("1000000 of 1000000").count(), 2, "{table}");
+    assert!(table.contains("Gbit/s = 8 x payload bytes / s"), "{table}");
+
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(", 61000000 bytes discarded"),
+        "the server took every byte the bench sent (2 x 30 MB + 1 MB): {err}"
+    );
+}
+
+/// A chargen that sends one wrong byte: the bench names its offset and both
+/// values, exit 1. A discard that answers: named too.
+#[test]
+fn bench_catches_a_wrong_chargen_byte_and_a_talking_discard() {
+    const WRONG_AT: usize = 100_000;
+    let fake_chargen = TcpListener::bind("127.0.0.1:0").unwrap();
+    let chargen_port = fake_chargen.local_addr().unwrap().port();
+    let mut stream = chargen_stream(300_000);
+    let right = stream[WRONG_AT];
+    stream[WRONG_AT] = 0;
+    let server = thread::spawn(move || {
+        let (mut s, _) = fake_chargen.accept().unwrap();
+        let _ = s.write_all(&stream); // the bench may reset it once it saw enough
+    });
+    let out = run(
+        command(&[
+            "bench",
+            "127.0.0.1",
+            "--chargen-port",
+            &chargen_port.to_string(),
+            "--only",
+            "chargen",
+            "--oneway-size",
+            "1M",
+            "--rounds",
+            "1",
+        ]),
+        b"",
+    );
+    let expected = format!(
+        "byte 100000 from 127.0.0.1:{chargen_port} is wrong: expected {right:#04x} '{}', got 0x00 (is it a chargen service?)",
+        right as char
+    );
+    assert_exit(&out, 1, &[&expected], "bench on a wrong chargen");
+    server.join().unwrap();
+
+    let fake_discard = TcpListener::bind("127.0.0.1:0").unwrap();
+    let discard_port = fake_discard.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut s, _) = fake_discard.accept().unwrap();
+        s.write_all(b"hello").unwrap();
+        let _ = s.read_to_end(&mut Vec::new());
+    });
+    let out = run(
+        command(&[
+            "bench",
+            "127.0.0.1",
+            "--discard-port",
+            &discard_port.to_string(),
+            "--only",
+            "discard",
+            "--oneway-size",
+            "1M",
+            "--rounds",
+            "1",
+        ]),
+        b"",
+    );
+    assert_exit(
+        &out,
+        1,
+        &[&format!(
+            "127.0.0.1:{discard_port} sent 5 bytes back; a discard service sends nothing"
+        )],
+        "bench on a talking discard",
+    );
+    server.join().unwrap();
+}
+
+/// `--samples`: every answered datagram's round trip, one line each, under
+/// its target's label, as many as the JSON says were answered.
+#[test]
+fn bench_writes_every_round_trip_sample() {
+    let serve = serve_loopback();
+    let (a, b) = (serve.echo[0].to_string(), serve.echo[1].to_string());
+    let path = std::env::temp_dir().join(format!("hostnet-samples-{}.tsv", std::process::id()));
+    let out = run(
+        command(&[
+            "bench",
+            &a,
+            "--vs",
+            &b,
+            "--label",
+            "first",
+            "--vs-label",
+            "second",
+            "--only",
+            "udp",
+            "--count",
+            "40",
+            "--rounds",
+            "2",
+            "--samples",
+            path.to_str().unwrap(),
+            "--json",
+        ]),
+        b"",
+    );
+    assert_ok(&out, "bench --samples");
+    let report = json(&out);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("# target\tround_trip_us"));
+    let samples: Vec<(&str, f64)> = lines
+        .map(|l| {
+            let (label, us) = l.split_once('\t').unwrap();
+            (label, us.parse().unwrap())
+        })
+        .collect();
+    for (i, label) in ["first", "second"].iter().enumerate() {
+        let answered = report["targets"][i]["udp"]["answered"].as_u64().unwrap();
+        let mine: Vec<f64> = samples
+            .iter()
+            .filter(|(l, _)| l == label)
+            .map(|&(_, us)| us)
+            .collect();
+        assert_eq!(mine.len() as u64, answered, "{label}");
+        assert!(mine.iter().all(|&us| us > 0.0), "{label}: {mine:?}");
+        let max = report["targets"][i]["udp"]["max_us"].as_f64().unwrap();
+        let top = mine.iter().copied().fold(0.0, f64::max);
+        assert!(
+            (top - max).abs() < 0.11,
+            "{label}: max {max} µs, samples up to {top}"
+        );
+    }
+    assert_eq!(samples.len(), 80, "no other lines");
+}
+
 /// `serve` stops on SIGINT, with exit 0 and what it served.
 #[test]
 fn serve_stops_cleanly_and_reports() {
@@ -206,6 +551,9 @@ fn bench_results_add_up() {
     assert_eq!(targets.len(), 2);
     for t in targets {
         assert_consistent(t, 3_000_000, 300, 4, 2);
+        for key in ["discard", "chargen"] {
+            assert!(t.get(key).is_none(), "{key} runs only when asked for: {t}");
+        }
     }
     for key in [
         "tcp_throughput",
@@ -400,6 +748,14 @@ fn errors_are_one_clear_line() {
         1,
         &["connection refused", "results so far above"],
         "bench refused",
+    );
+
+    let out = run(command(&["udp", "127.0.0.1", "daytime", "x"]), b"");
+    assert_exit(
+        &out,
+        2,
+        &["\"daytime\"", "or echo / upper / discard / chargen"],
+        "an unknown service name",
     );
 
     for args in [

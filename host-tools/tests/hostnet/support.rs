@@ -70,6 +70,10 @@ pub struct Serve {
     pub echo: Vec<SocketAddr>,
     /// Where upper-case listens.
     pub upper: Vec<SocketAddr>,
+    /// Where discard listens.
+    pub discard: Vec<SocketAddr>,
+    /// Where chargen listens.
+    pub chargen: Vec<SocketAddr>,
     stderr: mpsc::Receiver<String>,
 }
 
@@ -103,6 +107,8 @@ impl Serve {
             child,
             echo: Vec::new(),
             upper: Vec::new(),
+            discard: Vec::new(),
+            chargen: Vec::new(),
             stderr,
         };
         let deadline = Instant::now() + BOUND;
@@ -122,19 +128,23 @@ impl Serve {
             }
             // hostnet: serving echo on tcp+udp 127.0.0.1:40123
             let addr: Option<SocketAddr> = line.rsplit(' ').next().and_then(|a| a.parse().ok());
-            match (
-                line.contains("serving echo "),
-                line.contains("serving upper-case "),
-                addr,
-            ) {
-                (true, _, Some(addr)) => serve.echo.push(addr),
-                (_, true, Some(addr)) => serve.upper.push(addr),
+            let service = line
+                .strip_prefix("hostnet: serving ")
+                .and_then(|rest| rest.split(' ').next());
+            match (service, addr) {
+                (Some("echo"), Some(addr)) => serve.echo.push(addr),
+                (Some("upper-case"), Some(addr)) => serve.upper.push(addr),
+                (Some("discard"), Some(addr)) => serve.discard.push(addr),
+                (Some("chargen"), Some(addr)) => serve.chargen.push(addr),
                 _ => panic!("unexpected line from hostnet serve: {line:?}"),
             }
         }
         assert!(
-            !serve.echo.is_empty() && !serve.upper.is_empty(),
-            "no services announced"
+            !serve.echo.is_empty()
+                && !serve.upper.is_empty()
+                && !serve.discard.is_empty()
+                && !serve.chargen.is_empty(),
+            "not every service announced"
         );
         serve
     }
@@ -193,7 +203,57 @@ pub fn serve_loopback() -> Serve {
         "0",
         "--upper-port",
         "0",
+        "--discard-port",
+        "0",
+        "--chargen-port",
+        "0",
     ]))
+}
+
+/// The first `len` bytes of the chargen stream, by the core's own pattern.
+pub fn chargen_stream(len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    tapstack::services::chargen::fill(0, &mut out);
+    out
+}
+
+/// Checks one target's discard and chargen results: every byte of `size`
+/// delivered and verified, one rate per round, and a median among them.
+pub fn assert_oneway_consistent(target: &serde_json::Value, size: u64, rounds: usize) {
+    let label = &target["label"];
+    assert_eq!(target["complete"], true, "{label}: {target}");
+    for (key, counted) in [
+        ("discard", "bytes_delivered"),
+        ("chargen", "bytes_verified"),
+    ] {
+        let m = &target[key];
+        assert_eq!(m["bytes_expected"], size, "{label} {key}: {m}");
+        assert_eq!(m[counted], size, "{label} {key}: {m}");
+        let each: Vec<f64> = m["bits_per_second_rounds"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{label} {key}: no rounds: {m}"))
+            .iter()
+            .map(|r| r.as_f64().unwrap())
+            .collect();
+        assert_eq!(each.len(), rounds, "{label} {key}: one rate per round");
+        let median = m["bits_per_second_median"].as_f64().unwrap();
+        let (low, high) = each
+            .iter()
+            .fold((f64::MAX, 0.0_f64), |(l, h), &r| (l.min(r), h.max(r)));
+        assert!(
+            low > 0.0 && low <= median && median <= high,
+            "{label} {key}: median {median} among {each:?}"
+        );
+        // Bits are 8 x bytes: the overall rate, in bytes, matches its seconds.
+        let (bytes_per_second, seconds) = (
+            m["bytes_per_second"].as_f64().unwrap(),
+            m["seconds"].as_f64().unwrap(),
+        );
+        assert!(
+            (bytes_per_second * seconds - size as f64).abs() < 1.0,
+            "{label} {key}: {bytes_per_second} B/s x {seconds} s is not {size} B"
+        );
+    }
 }
 
 /// Bytes every value of which appears, in an order that is not periodic

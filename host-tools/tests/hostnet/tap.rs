@@ -6,10 +6,12 @@ use std::net::IpAddr;
 use std::process::Command;
 
 use tapstack::config::{ECHO_PORT, HOST_IPV4, STACK_IPV4, STACK_IPV6, UPPER_PORT};
+use tapstack::services::chargen;
 
 use crate::netns::{Netns, StackProcess};
 use crate::support::{
-    self, assert_consistent, assert_exit, assert_ok, json, run, stderr, stdout, test_bytes, upper,
+    self, assert_consistent, assert_exit, assert_ok, assert_oneway_consistent, chargen_stream,
+    json, run, stderr, stdout, test_bytes, upper,
 };
 
 /// `hostnet args...` inside `ns`.
@@ -200,6 +202,139 @@ fn bench_tapstack_vs_kernel_adds_up() {
         report["ratio"]
     );
     drop(serve);
+    stack.stop_cleanly();
+}
+
+/// tapstack's discard and chargen through the clients, by service name, over
+/// IPv4 and IPv6: discard takes every byte and closes on FIN; chargen sends
+/// the pattern from byte 0 and closes on FIN; UDP chargen answers the k-th
+/// datagram of its one socket with line k; UDP discard answers nothing.
+#[test]
+fn discard_and_chargen_against_tapstack() {
+    let ns = Netns::new("hn-dc");
+    let stack = StackProcess::start(&ns, &[]);
+
+    let data = test_bytes(300_000, 9);
+    let out = run(hostnet(&ns, &["tcp", "-v", &v4(), "discard"]), &data);
+    assert_ok(&out, "tcp discard v4");
+    assert_eq!(stdout(&out), "", "discard sends nothing");
+    assert!(
+        stderr(&out).contains("sent 300000 bytes, received 0 bytes")
+            && stderr(&out).contains("closed by peer"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(
+        hostnet(&ns, &["tcp", &v6(), "chargen", "--bytes", "200000"]),
+        b"",
+    );
+    assert_ok(&out, "tcp chargen v6 --bytes");
+    assert!(
+        out.stdout == chargen_stream(200_000),
+        "not the first 200000 bytes of the pattern ({} bytes)",
+        out.stdout.len()
+    );
+
+    // A FIN ends chargen's stream (else this would read until the bound).
+    let out = run(hostnet(&ns, &["tcp", &v4(), "chargen", "--send", "x"]), b"");
+    assert_ok(&out, "tcp chargen v4, half-closed");
+    assert!(
+        out.stdout == chargen_stream(out.stdout.len()),
+        "what came before the close is the pattern"
+    );
+
+    let out = run(
+        hostnet(&ns, &["udp", "-q", &v4(), "chargen", "a", "b", "c"]),
+        b"",
+    );
+    assert_ok(&out, "udp chargen v4");
+    assert_eq!(
+        out.stdout,
+        [chargen::line(0), chargen::line(1), chargen::line(2)].concat()
+    );
+    let out = run(hostnet(&ns, &["udp", "-q", &v6(), "chargen", "x"]), b"");
+    assert_ok(&out, "udp chargen v6");
+    assert_eq!(out.stdout, chargen::line(3), "one socket for both families");
+
+    let out = run(hostnet(&ns, &["udp", &v4(), "discard", "x", "y"]), b"");
+    assert_ok(&out, "udp discard v4 (port 9 expects no reply)");
+    assert_eq!(
+        stderr(&out).matches("no reply expected").count(),
+        2,
+        "{}",
+        stderr(&out)
+    );
+    stack.stop_cleanly();
+}
+
+/// Bench discard and chargen, tapstack against the kernel (hostnet serve on
+/// the default ports 9 and 19, inside the namespace): both columns deliver
+/// and verify every byte, one rate per round.
+#[test]
+fn bench_discard_and_chargen_tapstack_vs_kernel() {
+    let ns = Netns::new("hn-dcb");
+    let stack = StackProcess::start(&ns, &[]);
+    let serve = support::Serve::start(hostnet(
+        &ns,
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--echo-port",
+            "0",
+            "--upper-port",
+            "0",
+        ],
+    ));
+    assert_eq!(
+        (serve.discard[0].port(), serve.chargen[0].port()),
+        (9, 19),
+        "the stack's ports"
+    );
+    let kernel = serve.echo[0].to_string();
+    let out = run(
+        hostnet(
+            &ns,
+            &[
+                "bench",
+                &v4(),
+                "--vs",
+                &kernel,
+                "--label",
+                "tapstack",
+                "--vs-label",
+                "kernel",
+                "--only",
+                "tcp,discard,chargen",
+                "--size",
+                "2M",
+                "--oneway-size",
+                "20M",
+                "--rounds",
+                "2",
+                "--json",
+            ],
+        ),
+        b"",
+    );
+    assert_ok(&out, "bench discard,chargen tapstack vs kernel");
+    let report = json(&out);
+    let targets = report["targets"].as_array().unwrap();
+    for t in targets {
+        assert_oneway_consistent(t, 20_000_000, 2);
+        assert_eq!(t["tcp"]["bytes_verified"], 2_000_000, "{t}");
+    }
+    for key in ["tcp_throughput", "discard_throughput", "chargen_throughput"] {
+        assert!(
+            report["ratio"][key].as_f64().is_some_and(|r| r > 0.0),
+            "ratio {key}: {}",
+            report["ratio"]
+        );
+    }
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(", 20000000 bytes discarded"), "{err}");
     stack.stop_cleanly();
 }
 
