@@ -435,6 +435,19 @@ fn tcp_echo_10_mb_v4() {
     stack.stop_cleanly();
 }
 
+/// With `--busy-poll 50` (poll without sleeping for 50 µs after a frame)
+/// the stack serves the same bytes: 10 MB of echo over IPv4, byte-exact, and
+/// the TAP created with room for the stack's windows (qlen 10000).
+#[test]
+fn busy_poll_serves_the_same_bytes() {
+    let ns = Netns::new("busy");
+    let stack = StackProcess::start(&ns, &["--busy-poll", "50"]);
+    let link = ns.ip(&["link", "show", "tap0"]);
+    assert!(link.contains(" qlen 10000"), "{link}");
+    ns.run(|| round_trip(connect(v4(Service::Echo)), Service::Echo, BIG, 0x5eed_0003));
+    stack.stop_cleanly();
+}
+
 /// 10 MB of pseudo-random bytes through TCP upper-case over IPv6 come back
 /// as exactly the input with a-z mapped to A-Z and every other byte intact.
 #[test]
@@ -864,6 +877,10 @@ fn bad_values_exit_2_naming_the_flag() {
         (&["--echo-port", "0"], "--echo-port"),
         (&["--echo-port", "70000"], "--echo-port"),
         (&["--upper-port", "seven"], "--upper-port"),
+        (&["--discard-port", "0"], "--discard-port"),
+        (&["--chargen-port", "x"], "--chargen-port"),
+        (&["--busy-poll", "1001"], "--busy-poll"),
+        (&["--busy-poll", "-1"], "--busy-poll"),
     ];
     for (args, flag) in cases {
         let out = run_stack(&ns, args);

@@ -131,6 +131,11 @@ pub struct Args {
     /// Seed of the fault generator: the same seed gives the same faults [default: random].
     #[arg(long, value_name = "N", help_heading = "Fault injection")]
     pub seed: Option<u64>,
+
+    /// After a frame, keep polling the TAP for this many microseconds before
+    /// sleeping (0 to 1000): lower latency under load, for CPU; idle stays idle.
+    #[arg(long, value_name = "MICROS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub busy_poll: u16,
 }
 
 fn percent(s: &str) -> Result<u8, String> {
@@ -179,6 +184,8 @@ pub struct Settings {
     pub pcap: Option<String>,
     /// `--trace`.
     pub trace: bool,
+    /// `--busy-poll`, in microseconds.
+    pub busy_poll: u16,
 }
 
 impl Args {
@@ -286,6 +293,7 @@ impl Args {
             },
             pcap: self.pcap,
             trace: self.trace,
+            busy_poll: self.busy_poll,
         })
     }
 }

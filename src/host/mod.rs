@@ -137,6 +137,10 @@ pub fn run(mut settings: Settings) -> Result<Stopped, Error> {
     heap::mark_ready();
 
     let tap_fd = tap.fd();
+    // --busy-poll: after a frame, poll without sleeping until this instant.
+    let busy = std::time::Duration::from_micros(u64::from(settings.busy_poll));
+    let mut busy_until = std::time::Instant::now();
+    let mut frames_seen = 0;
     let result = loop {
         let delay = if observer.active() {
             let delay = stack.poll_observed(clock.now(), &mut tap, Some(&mut observer));
@@ -156,6 +160,18 @@ pub fn run(mut settings: Settings) -> Result<Stopped, Error> {
             None => -1,
             // Round up: waking before the deadline would only spin.
             Some(d) => i32::try_from(d.total_micros().div_ceil(1000)).unwrap_or(i32::MAX),
+        };
+        let timeout_ms = if busy.is_zero() {
+            timeout_ms
+        } else {
+            let frames = stack.counters().link_in.frames;
+            let now = std::time::Instant::now();
+            if frames != frames_seen {
+                frames_seen = frames;
+                busy_until = now + busy;
+            }
+            // Bounded: only within `busy` of the last frame received.
+            if now < busy_until { 0 } else { timeout_ms }
         };
         let mut fds = [
             libc::pollfd {

@@ -137,6 +137,14 @@ impl IfReqInt {
     }
 }
 
+/// Frames the host may queue for the stack on a TAP it creates (`ip link`
+/// shows it as `qlen`). The kernel's default of 1000 is less than the
+/// stack's windows hold (echo and upper-case advertise 64 KiB each, about 45
+/// frames at MTU 1500, so 24 busy clients already fill 1000): past it the
+/// host drops frames the stack had room for, and its clients stall on
+/// retransmission timeouts. 10000 covers the default pools several times.
+const TX_QUEUE_LEN: i32 = 10_000;
+
 /// `struct ifreq` with a `sockaddr` (SIOCSIFADDR, SIOCSIFNETMASK).
 #[repr(C)]
 struct IfReqAddr {
@@ -320,6 +328,11 @@ impl Tap {
         req.addr = sin(ipv4.netmask());
         ioctl(sock4.as_raw_fd(), libc::SIOCSIFNETMASK, &mut req)
             .map_err(fail(format!("set netmask of {ipv4}")))?;
+
+        let mut qlen = IfReqInt::new(&self.name, TX_QUEUE_LEN);
+        ioctl(sock4.as_raw_fd(), libc::SIOCSIFTXQLEN, &mut qlen).map_err(fail(format!(
+            "set the transmit queue to {TX_QUEUE_LEN} frames"
+        )))?;
 
         let mut flags = IfReqInt::new(&self.name, 0);
         ioctl(sock4.as_raw_fd(), libc::SIOCGIFFLAGS, &mut flags)
