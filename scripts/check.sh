@@ -24,6 +24,13 @@ run cargo clippy --workspace --all-targets -- -D warnings
 # The library is no_std: build it without the std feature to prove it.
 run cargo build --lib --no-default-features
 run cargo test --workspace
+# The small profile (TAPSTACK_PROFILE=small, the whole stack in 64 KiB) passes
+# the same functional suites; built in a target directory of its own so the
+# default build is not rebuilt after it.
+run env TAPSTACK_PROFILE=small CARGO_TARGET_DIR=target/small cargo test --test memory --test tap
+# Coverage-guided fuzzing of the parsers, transforms and receive path: a
+# short run per target (scripts/fuzz.sh 600 for a longer one).
+run scripts/fuzz.sh 15
 run env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 
 printf '\ncheck.sh: all checks passed\n'
