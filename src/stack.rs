@@ -571,7 +571,12 @@ impl<'a> Stack<'a> {
                     services::datagram::serve(socket, &mut self.scratch[..], transform, is_peer)
                 }
                 Kind::Discard => services::datagram::discard(socket),
-                Kind::Chargen => services::datagram::chargen(socket, &mut bound.udp_lines, is_peer),
+                Kind::Chargen => services::datagram::chargen(
+                    socket,
+                    &mut self.scratch[..],
+                    &mut bound.udp_lines,
+                    is_peer,
+                ),
             };
             busy |= progress.any();
         }

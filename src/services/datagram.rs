@@ -36,6 +36,51 @@ pub fn serve(
     transform: Transform,
     is_peer: impl Fn(&IpAddress) -> bool,
 ) -> Progress {
+    answer_each(socket, scratch, is_peer, |buffer, len, _| {
+        transform(&mut buffer[..len]);
+        len
+    })
+}
+
+/// Serves the discard socket (RFC 863): every datagram is dropped, unanswered.
+pub fn discard(socket: &mut Socket<'_>) -> Progress {
+    let mut progress = Progress::default();
+    while socket.recv().is_ok() {
+        progress.dropped += 1;
+    }
+    progress
+}
+
+/// Serves the chargen socket (RFC 864): each datagram from a peer is
+/// answered with the next line of the pattern, `lines` counting them.
+pub fn chargen(
+    socket: &mut Socket<'_>,
+    scratch: &mut [u8],
+    lines: &mut usize,
+    is_peer: impl Fn(&IpAddress) -> bool,
+) -> Progress {
+    let first = *lines;
+    let progress = answer_each(socket, scratch, is_peer, |buffer, _, answered| {
+        let line = super::chargen::line(first.wrapping_add(answered));
+        let n = line.len().min(buffer.len());
+        buffer[..n].copy_from_slice(&line[..n]);
+        n
+    });
+    *lines = first.wrapping_add(progress.answered);
+    progress
+}
+
+/// Answers each queued datagram from a peer: copies it into `scratch`, lets
+/// `answer(scratch, its length, datagrams answered so far)` write the reply
+/// there, over it, and return the reply's length, and sends the reply back
+/// to where the datagram came from. Drops a datagram from a
+/// source that may not be answered, or too large for `scratch`.
+fn answer_each(
+    socket: &mut Socket<'_>,
+    scratch: &mut [u8],
+    is_peer: impl Fn(&IpAddress) -> bool,
+    mut answer: impl FnMut(&mut [u8], usize, usize) -> usize,
+) -> Progress {
     let mut progress = Progress::default();
     loop {
         // Peek first: the datagram leaves the receive queue only once its
@@ -54,64 +99,15 @@ pub fn serve(
             }
             Err(_) => break,
         };
-        let datagram = &mut scratch[..len];
-        transform(datagram);
+        let len = answer(scratch, len, progress.answered).min(scratch.len());
         let reply = UdpMetadata {
             endpoint: request.endpoint,
             local_address: request.local_address,
             meta: Default::default(),
         };
-        match socket.send_slice(datagram, reply) {
+        match socket.send_slice(&scratch[..len], reply) {
             Ok(()) => {
                 let _ = socket.recv();
-                progress.answered += 1;
-            }
-            Err(SendError::BufferFull) => break, // answered after the next egress
-            Err(SendError::Unaddressable) => {
-                let _ = socket.recv();
-                progress.dropped += 1;
-            }
-        }
-    }
-    progress
-}
-
-/// Serves the discard socket (RFC 863): every datagram is dropped, unanswered.
-pub fn discard(socket: &mut Socket<'_>) -> Progress {
-    let mut progress = Progress::default();
-    while socket.recv().is_ok() {
-        progress.dropped += 1;
-    }
-    progress
-}
-
-/// Serves the chargen socket (RFC 864): each datagram from a peer is
-/// answered with the next line of the pattern, `lines` counting them.
-pub fn chargen(
-    socket: &mut Socket<'_>,
-    lines: &mut usize,
-    is_peer: impl Fn(&IpAddress) -> bool,
-) -> Progress {
-    let mut progress = Progress::default();
-    loop {
-        let request = match socket.peek() {
-            Ok((_, meta)) if is_peer(&meta.endpoint.addr) => *meta,
-            Ok(_) => {
-                let _ = socket.recv();
-                progress.dropped += 1;
-                continue;
-            }
-            Err(_) => break,
-        };
-        let reply = UdpMetadata {
-            endpoint: request.endpoint,
-            local_address: request.local_address,
-            meta: Default::default(),
-        };
-        match socket.send_slice(super::chargen::line(*lines), reply) {
-            Ok(()) => {
-                let _ = socket.recv();
-                *lines = lines.wrapping_add(1);
                 progress.answered += 1;
             }
             Err(SendError::BufferFull) => break, // answered after the next egress
