@@ -469,13 +469,13 @@ impl fmt::Display for Counters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "  {:<10} {:<22} {:>12} {:>12}",
+            "  {:<10} {:<24} {:>12} {:>12}",
             "layer", "counter", "in", "out"
         )?;
         for (layer, name, i, o) in self.rows() {
             match o {
-                Some(o) => writeln!(f, "  {layer:<10} {name:<22} {i:>12} {o:>12}")?,
-                None => writeln!(f, "  {layer:<10} {name:<22} {i:>12} {:>12}", "")?,
+                Some(o) => writeln!(f, "  {layer:<10} {name:<24} {i:>12} {o:>12}")?,
+                None => writeln!(f, "  {layer:<10} {name:<24} {i:>12} {:>12}", "")?,
             }
         }
         Ok(())
