@@ -13,8 +13,12 @@
 //! IPv6 with exact-byte checks, stops it with SIGINT and reads that line.
 //! Needs root, like the TAP tests (see `tests/support/netns.rs`).
 
+#[path = "support/client.rs"]
+mod client;
 #[path = "support/netns.rs"]
 mod netns;
+
+use client::{CONNECT_TIMEOUT, IO_TIMEOUT, STACK_V4, STACK_V6, XorShift, connect, ping};
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
@@ -22,22 +26,15 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use netns::{EXIT_TIMEOUT, Netns, StackProcess, require_tool, run_bounded};
+use netns::{EXIT_TIMEOUT, Netns, StackProcess, require_tool};
 use tapstack::config::{
     CHARGEN_PORT, DISCARD_PORT, ECHO_PORT, HTTP_PORT, TCP_SOCKETS_PER_SERVICE, UPPER_PORT,
 };
 use tapstack::services::chargen;
 
-/// The stack's addresses in the default contract (`tapstack::config`).
-const STACK_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 1);
-const STACK_V6: Ipv6Addr = Ipv6Addr::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1);
 /// A TCP and UDP port no service listens on.
 const CLOSED_PORT: u16 = 8;
 
-/// Safety bound on any single socket read or write, and on a tool run.
-const IO_TIMEOUT: Duration = Duration::from_secs(15);
-/// Safety bound on one TCP connect.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes per direction of each bulk transfer: many windows' worth, so flow
 /// control, window updates and retransmission timers all run.
 const BULK: usize = 512 * 1024;
@@ -60,37 +57,6 @@ fn reply(port: u16, request: &[u8]) -> Vec<u8> {
         UPPER_PORT => request.to_ascii_uppercase(),
         _ => unreachable!("port {port} is not a request/reply service"),
     }
-}
-
-/// xorshift64 (Marsaglia 2003): reproducible bytes whatever the chunking.
-struct XorShift {
-    state: u64,
-}
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        Self { state: seed | 1 } // zero is xorshift's one fixed point
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for byte in buf {
-            self.state ^= self.state << 13;
-            self.state ^= self.state >> 7;
-            self.state ^= self.state << 17;
-            *byte = self.state as u8;
-        }
-    }
-}
-
-/// A TCP connection to `addr` with read and write timeouts set.
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-        .unwrap_or_else(|err| panic!("connect {addr}: {err}"));
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
-        .expect("set socket timeouts");
-    stream
 }
 
 /// Sends `request`, half-closes, reads to EOF and checks the exact reply.
@@ -223,21 +189,6 @@ fn refused(addr: SocketAddr, why: &str) {
         Err(err) => panic!("{addr} ({why}): expected a refusal, got: {err}"),
         Ok(_) => panic!("{addr} ({why}): connected, expected a refusal"),
     }
-}
-
-/// Runs `ping` with `args` in `ns` and checks every request got its reply.
-fn ping(ns: &Netns, args: &[&str], count: u32) {
-    let mut command = ns.command("ping");
-    command.args(args);
-    let out = run_bounded(command, b"", IO_TIMEOUT);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains(&format!("{count} received")),
-        "ping {}: exit {}\n{stdout}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Every service, both families, every kind of exchange: what the stack

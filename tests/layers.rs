@@ -17,8 +17,15 @@
 //! tools of `docs/testing.md` plus `curl` and `chromium`, and fail (never
 //! skip) without them.
 
+#[path = "support/client.rs"]
+mod client;
 #[path = "support/netns.rs"]
 mod netns;
+
+use client::{
+    CONNECT_TIMEOUT, IO_TIMEOUT, STACK_V4, STACK_V6, TOOL_TIMEOUT, XorShift, assert_error, connect,
+    ping, shown,
+};
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -39,25 +46,16 @@ use tapstack::config::{
     BULK_SOCKETS, ECHO_PORT, HTTP_PORT, HTTP_SOCKETS, TCP_SOCKETS_PER_SERVICE, UPPER_PORT,
 };
 
-/// The stack's and the host side's addresses in the default contract
-/// (`tapstack::config`).
-const STACK_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 1);
-const STACK_V6: Ipv6Addr = Ipv6Addr::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1);
+/// The host side's addresses in the default contract, as text.
 const HOST_V4: &str = "192.168.69.100";
 const HOST_V6: &str = "fdaa::100";
 /// The stack's MAC as tshark prints it: frames from it are "out".
 const STACK_MAC: &str = "02:00:00:00:00:01";
-/// A port nothing listens on (the discard service, which the stack does not run).
+/// A port nothing listens on (daytime, RFC 867, which the stack does not run).
 const CLOSED_PORT: u16 = 13;
 
-/// Safety bound for a tool run that should take milliseconds.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Safety bound for one headless Chromium run (start-up included).
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
-/// Safety bound on any single socket read or write.
-const IO_TIMEOUT: Duration = Duration::from_secs(15);
-/// Safety bound on one TCP connect.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The first 8 bytes of a pcap file (magic 0xa1b2c3d4, microseconds) in
 /// either byte order, and the size of its global and record headers.
@@ -74,11 +72,6 @@ fn v4(port: u16) -> SocketAddr {
 
 fn v6(port: u16) -> SocketAddr {
     SocketAddr::from((STACK_V6, port))
-}
-
-/// Bytes as text, for messages.
-fn shown(bytes: &[u8]) -> String {
-    format!("{:?}", String::from_utf8_lossy(bytes))
 }
 
 /// Bytes as tshark prints a byte field: lower-case hex, no separators.
@@ -309,23 +302,6 @@ fn assert_clean_exit(exited: &Exited, what: &str) {
 // Clients
 // ---------------------------------------------------------------------------
 
-/// Runs `ping args...` in `ns` and checks that all `count` requests were answered.
-fn ping(ns: &Netns, args: &[&str], count: usize) {
-    require_tool("ping");
-    let mut command = ns.command("ping");
-    command.args(args);
-    let out = run_bounded(command, b"", TOOL_TIMEOUT);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success()
-            && stdout.contains(&format!("{count} packets transmitted, {count} received")),
-        "ping {}: exit {}\n{stdout}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// `printf REQUEST | nc -N ADDR PORT`: checks the exact reply, and that nc
 /// exits by itself (the stack closed after the half-close).
 fn nc_tcp(ns: &Netns, addr: &str, port: u16, request: &[u8], reply: &[u8]) {
@@ -352,19 +328,6 @@ fn nc_udp(ns: &Netns, addr: &str, port: u16, request: &[u8], reply: &[u8]) {
     let got = nc.read_until(|out| out.len() >= reply.len(), TOOL_TIMEOUT);
     assert_eq!(shown(&got), shown(reply), "nc -u {addr} {port}");
     nc.stop();
-}
-
-/// A TCP connection to `addr` with read and write timeouts set.
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-        .unwrap_or_else(|err| panic!("connect {addr}: {err}"));
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .expect("set a read timeout");
-    stream
-        .set_write_timeout(Some(IO_TIMEOUT))
-        .expect("set a write timeout");
-    stream
 }
 
 /// Fails unless a connect to `addr` is refused at once (RST), not accepted
@@ -1752,26 +1715,6 @@ fn headless_chromium_loads_the_page() {
 // 7. fault injection
 // ---------------------------------------------------------------------------
 
-/// xorshift64 (Marsaglia 2003): reproducible test data without a crate.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        Self(seed | 1) // zero is xorshift's one fixed point
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-    }
-}
-
 /// Bytes through TCP echo under faults. 1 MB takes over a minute at these
 /// rates (smoltcp's retransmission timeout is at least 1 s and doubles on
 /// each loss of the same segment), too long for this suite.
@@ -1992,27 +1935,6 @@ fn fault_injection_tcp_repairs_udp_loses() {
 // ---------------------------------------------------------------------------
 // 8. bad input
 // ---------------------------------------------------------------------------
-
-/// Checks a failed run: exit `code`, exactly one stderr line that starts
-/// with `tapstack: ` and contains every one of `needles`, no panic.
-fn assert_error(out: &Output, code: i32, needles: &[&str], what: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let context = format!(
-        "{what}: exit {}, stderr {stderr:?}, stdout {}",
-        out.status,
-        shown(&out.stdout)
-    );
-    assert_eq!(out.status.code(), Some(code), "{context}");
-    assert_eq!(stderr.lines().count(), 1, "one line on stderr; {context}");
-    assert!(stderr.starts_with("tapstack: "), "{context}");
-    assert!(!stderr.contains("panicked"), "{context}");
-    for needle in needles {
-        assert!(
-            stderr.contains(needle),
-            "stderr should mention {needle:?}; {context}"
-        );
-    }
-}
 
 /// A pcap path that cannot be written is a system error (exit 1, one line
 /// naming the pcap file and the way out), found before any TAP is created;

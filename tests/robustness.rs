@@ -17,6 +17,8 @@
 //! Timing: nothing asserts speed. Recovery times are measured and printed,
 //! and asserted only against the generous bounds the docs promise.
 
+#[path = "support/client.rs"]
+mod client;
 #[path = "../fuzz/harness.rs"]
 mod fuzz_harness;
 #[path = "support/netns.rs"]
@@ -31,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use client::{CONNECT_TIMEOUT, XorShift};
 use netns::{Netns, StackProcess, require_tool, run_bounded};
 use raw::*;
 use smoltcp::wire::{ArpOperation, EthernetAddress};
@@ -42,8 +45,6 @@ use tapstack::config::{
 /// host kernel itself drops frames on their way into the TAP, and TCP backs
 /// off before it resends.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
-/// Safety bound on one TCP connect.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the docs promise: after a flood ends, a new client is served
 /// within this time.
 const RECOVERY_BOUND: Duration = Duration::from_secs(5);
@@ -87,26 +88,6 @@ fn stack_addr(v6: bool, port: u16) -> SocketAddr {
         SocketAddr::from((STACK_V6, port))
     } else {
         SocketAddr::from((STACK_V4, port))
-    }
-}
-
-/// xorshift64: reproducible test data.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
     }
 }
 
@@ -156,7 +137,7 @@ impl Session {
     /// Sends 1 to 4 KiB and checks the exact reply; an I/O error is
     /// returned, a wrong reply fails the test.
     fn try_check(&mut self) -> Result<Duration, std::io::Error> {
-        let len = 1024 + (self.rng.next() % 3072) as usize;
+        let len = 1024 + (self.rng.next_u64() % 3072) as usize;
         let sent = self.rng.bytes(len);
         let start = Instant::now();
         self.stream.write_all(&sent)?;
@@ -3264,7 +3245,7 @@ fn soak_mixed_traffic() {
                 let mut work = Work::default();
                 let mut rng = XorShift::new(77 + v6 as u64);
                 while Instant::now() < deadline {
-                    let len = 1 + (rng.next() % 1400) as usize;
+                    let len = 1 + (rng.next_u64() % 1400) as usize;
                     let request = rng.bytes(len);
                     let reply = udp_exchange(
                         ns,

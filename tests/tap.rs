@@ -7,8 +7,15 @@
 //! `docs/testing.md`, and fail (never skip) without them. See
 //! `tests/support/netns.rs` for the fixtures and their guarantees.
 
+#[path = "support/client.rs"]
+mod client;
 #[path = "support/netns.rs"]
 mod netns;
+
+use client::{
+    CONNECT_TIMEOUT, IO_TIMEOUT, STACK_V4, STACK_V6, TOOL_TIMEOUT, XorShift, assert_error, connect,
+    shown,
+};
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
@@ -21,19 +28,10 @@ use netns::{
 };
 use tapstack::config::{self, ECHO_PORT, TCP_SOCKETS_PER_SERVICE, UPPER_PORT};
 
-/// The stack's addresses in the default contract (`tapstack::config`).
-const STACK_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 1);
-const STACK_V6: Ipv6Addr = Ipv6Addr::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1);
 /// The line the tool tests send, and what upper-case makes of it.
 const LINE: &[u8] = b"Hello, World 123!\n";
 const LINE_UPPER: &[u8] = b"HELLO, WORLD 123!\n";
 
-/// Safety bound for a tool run that should take milliseconds.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(15);
-/// Safety bound on any single socket read or write.
-const IO_TIMEOUT: Duration = Duration::from_secs(15);
-/// Safety bound on one TCP connect.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Non-root user for the permission tests (Debian's `nobody`).
 const NOBODY: &str = "65534";
 
@@ -76,52 +74,6 @@ fn v6(service: Service) -> SocketAddr {
     SocketAddr::from((STACK_V6, service.port()))
 }
 
-/// xorshift64 (Marsaglia 2003): reproducible test data without a crate. The
-/// byte stream depends only on the seed, not on how it is cut into chunks,
-/// so a writer and a checker with the same seed agree.
-struct XorShift {
-    state: u64,
-    word: u64,
-    left: u32,
-}
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        // Zero is xorshift's one fixed point.
-        Self {
-            state: seed | 1,
-            word: 0,
-            left: 0,
-        }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.state;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.state = x;
-        x
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for byte in buf {
-            if self.left == 0 {
-                self.word = self.next_u64();
-                self.left = 8;
-            }
-            *byte = self.word as u8;
-            self.word >>= 8;
-            self.left -= 1;
-        }
-    }
-}
-
-/// A client tool's stdout as text, for messages.
-fn shown(bytes: &[u8]) -> String {
-    format!("{:?}", String::from_utf8_lossy(bytes))
-}
-
 /// Fails unless `out` exited with 0 and printed exactly `expected`.
 fn assert_tool_output(out: &Output, expected: &[u8], what: &str) {
     assert!(
@@ -133,19 +85,6 @@ fn assert_tool_output(out: &Output, expected: &[u8], what: &str) {
     );
     assert_eq!(shown(&out.stdout), shown(expected), "{what}");
     assert_eq!(out.stdout, expected, "{what}: bytes");
-}
-
-/// A TCP connection to `addr` with read and write timeouts set.
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-        .unwrap_or_else(|err| panic!("connect {addr}: {err}"));
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .expect("set a read timeout");
-    stream
-        .set_write_timeout(Some(IO_TIMEOUT))
-        .expect("set a write timeout");
-    stream
 }
 
 /// Sends `len` pseudo-random bytes (from `seed`) on `stream` from one thread
@@ -242,30 +181,6 @@ fn assert_echoes(stream: &mut TcpStream, probe: &[u8]) {
         .read_exact(&mut reply)
         .unwrap_or_else(|err| panic!("{peer}: read: {err}"));
     assert_eq!(reply, probe, "{peer}");
-}
-
-/// Checks a failed run: exit `code`, exactly one stderr line that starts
-/// with `tapstack: ` and contains every one of `needles`, no panic.
-fn assert_error(out: &Output, code: i32, needles: &[&str], what: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let context = format!(
-        "{what}: exit {}, stderr {stderr:?}, stdout {}",
-        out.status,
-        shown(&out.stdout)
-    );
-    assert_eq!(out.status.code(), Some(code), "{context}");
-    assert_eq!(stderr.lines().count(), 1, "one line on stderr; {context}");
-    assert!(stderr.starts_with("tapstack: "), "{context}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "{context}"
-    );
-    for needle in needles {
-        assert!(
-            stderr.contains(needle),
-            "stderr should mention {needle:?}; {context}"
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------
