@@ -247,7 +247,7 @@ impl Frame {
 
 /// Steps over a Hop-by-Hop options header (RFC 8200, 4.3), which MLD
 /// reports carry, to the protocol behind it. `None` if it is truncated.
-fn skip_hop_by_hop(next: IpProtocol, payload: &[u8]) -> Option<(IpProtocol, &[u8])> {
+pub(crate) fn skip_hop_by_hop(next: IpProtocol, payload: &[u8]) -> Option<(IpProtocol, &[u8])> {
     if next != IpProtocol::HopByHop {
         return Some((next, payload));
     }

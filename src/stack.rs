@@ -363,9 +363,11 @@ impl<'a> Stack<'a> {
         }
         network::check(&settings.addresses)?;
 
+        // Received checksums are verified by the link layer (`link::Observed`),
+        // not a second time by smoltcp.
         let mut iface = Interface::new(
             link::interface_config(settings.mac, settings.random_seed)?,
-            device,
+            &mut link::Verified(device),
             now,
         );
         network::configure(&mut iface, settings.mac, &settings.addresses)?;

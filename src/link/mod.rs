@@ -71,4 +71,4 @@ pub fn interface_config(
 
 mod observed;
 
-pub use observed::{Observed, Observer, Shared};
+pub use observed::{Observed, Observer, Shared, Verified, rx_verified};

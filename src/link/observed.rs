@@ -10,12 +10,12 @@
 
 use core::cell::RefCell;
 
-use smoltcp::phy::{self, Device, DeviceCapabilities};
+use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities};
 use smoltcp::time::Instant;
 
 use crate::counters::{Counters, Policy};
 use crate::faults::{Fault, Injector};
-use crate::inspect::{Direction, Frame, Net};
+use crate::inspect::{Direction, Frame, Net, skip_hop_by_hop};
 use crate::network::is_martian_source;
 
 /// Sees every frame that crosses the link, in both directions.
@@ -53,12 +53,20 @@ impl Shared<'_, '_> {
     /// stack may see it: not if its source address is impossible.
     fn see(&mut self, now: Instant, dir: Direction, bytes: &[u8], fault: Option<Fault>) -> bool {
         let frame = Frame::parse(bytes);
-        let checksum_ok = dir == Direction::Out || frame_checksum_ok(bytes);
-        // smoltcp takes a zero UDP checksum as "none" over IPv6 too, where
-        // RFC 8200 8.1 requires the datagram to be discarded: so it is, here.
+        // Every received checksum is verified here, once: a frame that fails
+        // is counted and dropped, and smoltcp does not verify it again
+        // (`rx_verified`). A zero UDP checksum over IPv6 fails too (smoltcp
+        // takes it as "none", where RFC 8200 8.1 requires a discard).
+        let checksum_ok = dir == Direction::Out
+            || (!matches!(
+                frame.net,
+                Net::Ip {
+                    bad_checksum: true,
+                    ..
+                }
+            ) && frame_checksum_ok(bytes));
         let martian = matches!(frame.net, Net::Ip { src, .. } if is_martian_source(&src));
-        let no_udp6_checksum = dir == Direction::In && is_udp6_without_checksum(bytes);
-        let deliver = !martian && !no_udp6_checksum;
+        let deliver = !martian && checksum_ok;
         self.counters
             .record(dir, &frame, fault, &mut self.policy, checksum_ok);
         if let Some(observer) = self.observer.as_deref_mut() {
@@ -68,24 +76,14 @@ impl Shared<'_, '_> {
     }
 }
 
-/// An IPv6 UDP datagram whose checksum field is zero (RFC 8200 8.1: invalid).
-fn is_udp6_without_checksum(bytes: &[u8]) -> bool {
-    use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv6Packet, UdpPacket};
-    let Ok(eth) = EthernetFrame::new_checked(bytes) else {
-        return false;
-    };
-    if eth.ethertype() != EthernetProtocol::Ipv6 {
-        return false;
-    }
-    Ipv6Packet::new_checked(eth.payload()).is_ok_and(|ip| {
-        ip.next_header() == IpProtocol::Udp
-            && UdpPacket::new_checked(ip.payload()).is_ok_and(|u| u.checksum() == 0)
-    })
-}
-
 /// Verifies the TCP, UDP, ICMP or ICMPv6 checksum of a received frame (true
-/// for anything else). A zero UDP checksum over IPv6 is wrong (RFC 8200 8.1).
+/// for anything else; IPv6 behind a hop-by-hop header too). A zero UDP
+/// checksum over IPv6 is wrong (RFC 8200 8.1). Under a fuzzer, true, as
+/// smoltcp does: mutated frames must get past the checksums.
 fn frame_checksum_ok(bytes: &[u8]) -> bool {
+    if cfg!(fuzzing) {
+        return true;
+    }
     use smoltcp::wire::{
         EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv6Packet, IpAddress, IpProtocol,
         Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
@@ -104,12 +102,12 @@ fn frame_checksum_ok(bytes: &[u8]) -> bool {
             _ => return true,
         },
         EthernetProtocol::Ipv6 => match Ipv6Packet::new_checked(eth.payload()) {
-            Ok(ip) => (
-                ip.src_addr().into(),
-                ip.dst_addr().into(),
-                ip.next_header(),
-                ip.payload(),
-            ),
+            Ok(ip) => match skip_hop_by_hop(ip.next_header(), ip.payload()) {
+                Some((next, payload)) => {
+                    (ip.src_addr().into(), ip.dst_addr().into(), next, payload)
+                }
+                None => return true,
+            },
             Err(_) => return true,
         },
         _ => return true,
@@ -202,7 +200,58 @@ impl<'d, 's, 'a, 'o, D: Device + ?Sized> Device for Observed<'d, 's, 'a, 'o, D> 
 
     fn capabilities(&self) -> DeviceCapabilities {
         // Unlike smoltcp's FaultInjector, never shrink the real MTU.
-        self.inner.capabilities()
+        rx_verified(self.inner.capabilities())
+    }
+}
+
+/// `caps` with smoltcp's verification of received checksums switched off
+/// (it still computes them on transmit): [`Observed`] verifies every
+/// received frame first, counts and drops a bad one, so a second pass over
+/// every byte would be wasted. Give the interface these from the start
+/// ([`Verified`]): smoltcp reads them when it is built.
+pub fn rx_verified(mut caps: DeviceCapabilities) -> DeviceCapabilities {
+    let c = &mut caps.checksum;
+    for checksum in [
+        &mut c.ipv4,
+        &mut c.udp,
+        &mut c.tcp,
+        &mut c.icmpv4,
+        &mut c.icmpv6,
+    ] {
+        *checksum = if checksum.tx() {
+            Checksum::Tx
+        } else {
+            Checksum::None
+        };
+    }
+    caps
+}
+
+/// A device as the interface is built on: itself, with [`rx_verified`]
+/// capabilities. Only for `Interface::new`; every poll goes through
+/// [`Observed`], which does the verifying.
+pub struct Verified<'d, D: Device + ?Sized>(pub &'d mut D);
+
+impl<D: Device + ?Sized> Device for Verified<'_, D> {
+    type RxToken<'a>
+        = D::RxToken<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = D::TxToken<'a>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        self.0.receive(now)
+    }
+
+    fn transmit(&mut self, now: Instant) -> Option<Self::TxToken<'_>> {
+        self.0.transmit(now)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        rx_verified(self.0.capabilities())
     }
 }
 
@@ -291,5 +340,55 @@ impl<T: phy::TxToken> phy::TxToken for TxToken<'_, '_, '_, T> {
 
     fn set_meta(&mut self, meta: phy::PacketMeta) {
         self.inner.set_meta(meta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoltcp_computes_checksums_and_leaves_verifying_to_the_link() {
+        let caps = rx_verified(DeviceCapabilities::default());
+        let c = &caps.checksum;
+        for (name, checksum) in [
+            ("ipv4", &c.ipv4),
+            ("udp", &c.udp),
+            ("tcp", &c.tcp),
+            ("icmpv4", &c.icmpv4),
+            ("icmpv6", &c.icmpv6),
+        ] {
+            assert!(checksum.tx() && !checksum.rx(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_bad_checksum_behind_a_hop_by_hop_header_is_seen() {
+        use smoltcp::wire::{EthernetProtocol, IpProtocol, Ipv6Address};
+        // Ethernet, IPv6 (next: hop-by-hop), an 8-byte hop-by-hop header
+        // (next: ICMPv6, PadN), an ICMPv6 echo request with a wrong checksum.
+        let src = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 0x100);
+        let dst = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1);
+        let mut frame = [0u8; 14 + 40 + 8 + 8];
+        frame[12..14].copy_from_slice(&u16::from(EthernetProtocol::Ipv6).to_be_bytes());
+        let ip = &mut frame[14..];
+        ip[0] = 0x60;
+        ip[4..6].copy_from_slice(&16u16.to_be_bytes());
+        ip[6] = u8::from(IpProtocol::HopByHop);
+        ip[7] = 64;
+        ip[8..24].copy_from_slice(&src.octets());
+        ip[24..40].copy_from_slice(&dst.octets());
+        ip[40] = u8::from(IpProtocol::Icmpv6);
+        ip[42..44].copy_from_slice(&[1, 4]); // PadN, 4 bytes
+        ip[48] = 128; // echo request; checksum left zero: wrong
+        assert!(!frame_checksum_ok(&frame));
+        // The same without the hop-by-hop header, checksum still wrong.
+        let mut plain = [0u8; 14 + 40 + 8];
+        plain[..14].copy_from_slice(&frame[..14]);
+        plain[14..54].copy_from_slice(&frame[14..54]);
+        plain[14 + 4..14 + 6].copy_from_slice(&8u16.to_be_bytes());
+        plain[14 + 6] = u8::from(IpProtocol::Icmpv6);
+        plain[54] = 128;
+        assert!(!frame_checksum_ok(&plain));
     }
 }
