@@ -546,11 +546,50 @@ fn serve_connection(
 /// Echoes one TCP connection through the service's transform until the
 /// client closes its side; then closes ours. Returns the bytes answered.
 fn answer_stream(
-    mut stream: TcpStream,
+    stream: TcpStream,
     service: Service,
     shutdown: &Shutdown,
     idle_timeout: Duration,
     counters: &Counters,
+) -> u64 {
+    let _ = stream.set_nodelay(true);
+    read_until_fin(stream, CHUNK, shutdown, idle_timeout, |stream, bytes| {
+        (service.transform)(bytes);
+        stream.write_all(bytes)?;
+        counters
+            .tcp_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    })
+}
+
+/// Reads and drops one TCP connection until the client half-closes; then
+/// closes ours, so the client knows every byte was taken. Returns the bytes
+/// dropped.
+fn discard_stream(
+    stream: TcpStream,
+    shutdown: &Shutdown,
+    idle_timeout: Duration,
+    counters: &Counters,
+) -> u64 {
+    read_until_fin(stream, BULK_CHUNK, shutdown, idle_timeout, |_, bytes| {
+        counters
+            .discarded
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    })
+}
+
+/// Reads one TCP connection in `chunk`-byte reads, handing each read to
+/// `take` (which may answer on the stream), until the client sends its FIN,
+/// then closes ours; gives up on a reset, an error from `take`, the server's
+/// shutdown or `idle_timeout` of silence. Returns the bytes taken.
+fn read_until_fin(
+    mut stream: TcpStream,
+    chunk: usize,
+    shutdown: &Shutdown,
+    idle_timeout: Duration,
+    mut take: impl FnMut(&mut TcpStream, &mut [u8]) -> io::Result<()>,
 ) -> u64 {
     // Accepted sockets do not inherit O_NONBLOCK on Linux; say so anyway.
     if stream.set_nonblocking(false).is_err()
@@ -559,24 +598,21 @@ fn answer_stream(
     {
         return 0;
     }
-    let _ = stream.set_nodelay(true);
-    let mut buf = vec![0u8; CHUNK];
-    let mut answered = 0u64;
+    let mut buf = vec![0u8; chunk];
+    let mut taken = 0u64;
     let mut last_heard = Instant::now();
     loop {
         match stream.read(&mut buf) {
             Ok(0) => {
-                // The client sent FIN: everything it sent is answered, so close ours.
+                // The client sent FIN: everything it sent is taken, so close ours.
                 let _ = stream.shutdown(Direction::Write);
                 break;
             }
             Ok(n) => {
-                (service.transform)(&mut buf[..n]);
-                if stream.write_all(&buf[..n]).is_err() {
+                if take(&mut stream, &mut buf[..n]).is_err() {
                     break;
                 }
-                answered += n as u64;
-                counters.tcp_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                taken += n as u64;
                 last_heard = Instant::now();
             }
             Err(e) if net::is_timeout(&e) => {
@@ -588,45 +624,7 @@ fn answer_stream(
             Err(_) => break, // reset by the client
         }
     }
-    answered
-}
-
-/// Reads and drops one TCP connection until the client half-closes; then
-/// closes ours, so the client knows every byte was taken. Returns the bytes
-/// dropped.
-fn discard_stream(
-    mut stream: TcpStream,
-    shutdown: &Shutdown,
-    idle_timeout: Duration,
-    counters: &Counters,
-) -> u64 {
-    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(TICK)).is_err() {
-        return 0;
-    }
-    let mut buf = vec![0u8; BULK_CHUNK];
-    let mut dropped = 0u64;
-    let mut last_heard = Instant::now();
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                let _ = stream.shutdown(Direction::Write);
-                break;
-            }
-            Ok(n) => {
-                dropped += n as u64;
-                counters.discarded.fetch_add(n as u64, Ordering::Relaxed);
-                last_heard = Instant::now();
-            }
-            Err(e) if net::is_timeout(&e) => {
-                if shutdown.is_triggered() || last_heard.elapsed() >= idle_timeout {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    dropped
+    taken
 }
 
 /// The chargen stream from any offset below [`chargen::PERIOD`] for
